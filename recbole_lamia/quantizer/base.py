@@ -1,0 +1,107 @@
+"""Quantizer base class and registry.
+
+A quantizer is fitted on item embeddings ``[n, h, d]`` (h aspects; h = 1 for one embedding per item)
+and returns integer codes ``[n, L]``. Register one with ``@register_quantizer("name")`` and select it
+with ``quantizer: name`` in config.
+"""
+
+from logging import getLogger
+
+import numpy as np
+
+QUANTIZER_REGISTRY = {}
+
+
+def register_quantizer(name):
+    """Class decorator: make ``quantizer: <name>`` in config build this class."""
+
+    def decorator(cls):
+        if not issubclass(cls, AbstractQuantizer):
+            raise TypeError(f"{cls.__name__} must subclass AbstractQuantizer to be registered.")
+        QUANTIZER_REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return decorator
+
+
+def get_quantizer_class(name):
+    """Return the registered quantizer class ``name``; the error lists the registered ones."""
+    if name not in QUANTIZER_REGISTRY:
+        raise ValueError(f"Unknown quantizer '{name}'. Registered quantizers: {sorted(QUANTIZER_REGISTRY)}.")
+    return QUANTIZER_REGISTRY[name]
+
+
+def cap_codebook_size(codebook_size, n_items, logger=None):
+    """``codebook_size`` limited to ``n_items``, with a warning when it had to be capped."""
+    if codebook_size < 2:
+        raise ValueError(f"codebook_size must be >= 2, got {codebook_size}.")
+    if codebook_size > n_items:
+        (logger or getLogger()).warning(
+            f"codebook_size {codebook_size} is larger than the number of items ({n_items}); capped to {n_items}."
+        )
+        return max(2, n_items)
+    return codebook_size
+
+
+class AbstractQuantizer:
+    """Base class of quantizers.
+
+    Subclasses implement ``fit`` and ``encode``. Those that can rank alternative codes implement
+    ``candidates``, which lets collisions be resolved by reassignment instead of an extra token.
+
+    Args:
+        params (dict): the tokenizer's config values (``codebook_size``, ``seed``, ...).
+    """
+
+    name = "abstract"
+
+    def __init__(self, params):
+        self.params = params
+        self.seed = int(params.get("seed", 2020))
+        self.logger = getLogger()
+        self.codebook_sizes = []  # codes per level, filled by fit
+        self.history = []  # per-iteration training records, where the quantizer trains
+
+    def fit(self, embeddings):
+        """Fit on ``embeddings`` ``[n, h, d]`` float32; return self."""
+        raise NotImplementedError
+
+    def encode(self, embeddings):
+        """Return codes ``[n, L]`` int64 with ``0 <= codes[:, l] < codebook_sizes[l]``."""
+        raise NotImplementedError
+
+    def candidates(self, embeddings, n_candidates):
+        """Ranked alternative codes per level, ``(codes [n, L, C], costs [n, L, C])``, or None.
+
+        ``codes[:, :, 0]`` is the assigned code; ``costs`` is the extra distortion of each alternative.
+        """
+        return None
+
+    def reconstruction_error(self, embeddings, codes):
+        """Mean squared reconstruction error of ``embeddings`` from ``codes``, or None if undefined."""
+        return None
+
+    def fit_encode(self, embeddings):
+        return self.fit(embeddings).encode(embeddings)
+
+    def diagnostics(self, embeddings, codes):
+        """Code usage per level, collision rate and reconstruction error, as a JSON-able dict."""
+        usage = [int(len(np.unique(codes[:, level]))) for level in range(codes.shape[1])]
+        error = self.reconstruction_error(embeddings, codes)
+        return {
+            "quantizer": self.name,
+            "codebook_sizes": [int(k) for k in self.codebook_sizes],
+            "code_usage_per_level": usage,
+            "code_usage_ratio_per_level": [round(u / k, 4) for u, k in zip(usage, self.codebook_sizes)],
+            "collision_rate": collision_rate(codes),
+            "reconstruction_error": None if error is None else round(float(error), 6),
+        }
+
+
+def collision_rate(codes):
+    """Share of items whose full code is shared with an earlier item."""
+    if len(codes) == 0:
+        return 0.0
+    _, inverse = np.unique(codes, axis=0, return_inverse=True)
+    return round(1.0 - len(np.unique(inverse)) / len(codes), 6)
