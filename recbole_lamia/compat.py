@@ -14,6 +14,7 @@ Each breakage is handled on purpose (see README, "Compatibility"):
 
 import functools
 import importlib
+import warnings
 
 import torch
 
@@ -52,3 +53,8 @@ def patch_recbole_checkpoint_loading():
             module.torch = _TorchWithTrustedCheckpointLoad(torch)
             patched.append(module_name)
     return patched
+
+
+def silence_recbole_chained_fillna_warning():
+    """pandas 2.x warns on every RecBole ``fillna(inplace=True)``; with ``pandas<3`` pinned it works."""
+    warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)

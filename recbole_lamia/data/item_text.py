@@ -17,6 +17,11 @@ def clean_category_style(value):
     return value.strip()
 
 
+def _as_list(column):
+    """A feature column (pandas Series before ``build()``, tensor after) as a list of rows."""
+    return column.tolist() if hasattr(column, "tolist") else list(column)
+
+
 class ItemTextBuilder:
     """Builds one text per item index of a RecBole dataset from its configured item fields.
 
@@ -51,21 +56,21 @@ class ItemTextBuilder:
         """Return ``{field: [str per item index]}`` with original strings restored."""
         self.check_fields(dataset)
         # Rows of item_feat are not guaranteed to be in item-index order, nor complete.
-        row_items = dataset.item_feat[dataset.iid_field].tolist()
+        row_items = [int(i) for i in _as_list(dataset.item_feat[dataset.iid_field])]
         values = {}
         for field in self.text_fields:
-            column = dataset.item_feat[field]
+            column = _as_list(dataset.item_feat[field])
             ftype = dataset.field2type[field]
             if ftype == FeatureType.TOKEN:
                 id2token = dataset.field2id_token[field]
-                strings = [str(id2token[i]) for i in column.tolist()]
+                strings = [str(id2token[int(i)]) for i in column]
             elif ftype == FeatureType.TOKEN_SEQ:
                 id2token = dataset.field2id_token[field]
-                strings = [" ".join(str(id2token[i]) for i in row if i != 0) for row in column.tolist()]
+                strings = [" ".join(str(id2token[int(i)]) for i in row if i != 0) for row in column]
             elif ftype == FeatureType.FLOAT_SEQ:
-                strings = [" ".join(f"{v:g}" for v in row if v != 0) for row in column.tolist()]
+                strings = [" ".join(f"{v:g}" for v in row if v != 0) for row in column]
             else:  # FLOAT
-                strings = [f"{v:g}" for v in column.tolist()]
+                strings = [f"{float(v):g}" for v in column]
             per_item = [""] * dataset.item_num
             for item, string in zip(row_items, strings):
                 per_item[item] = self._clean(string)

@@ -1,0 +1,25 @@
+"""recbole-lamia: semantic-ID generative recommendation (LAMIA, TIGER) as a RecBole 1.2.1 plugin.
+
+Importing this package registers the plugin's models, datasets and YAML defaults with RecBole, so
+RecBole's own ``get_model``, ``create_dataset`` and ``run_recbole`` see them.
+"""
+
+from recbole_lamia.compat import patch_recbole_checkpoint_loading, silence_recbole_chained_fillna_warning
+from recbole_lamia.utils.registration import (
+    patch_config_properties,
+    register_dataset,
+    register_model,
+    registered_models,
+)
+from recbole_lamia.data.dataset import LAMIADataset
+from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+
+__version__ = "0.1.0"
+
+patch_recbole_checkpoint_loading()
+silence_recbole_chained_fillna_warning()
+patch_config_properties()
+register_model(LAMIA)
+register_dataset(LAMIADataset, "LAMIA")
+
+__all__ = ["LAMIA", "LAMIADataset", "registered_models", "__version__"]

@@ -1,0 +1,3 @@
+from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+
+__all__ = ["LAMIA"]

@@ -1,0 +1,170 @@
+"""LAMIA's generative recommender over parallel semantic IDs."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.layers import TransformerEncoder
+from recbole.utils import InputType
+
+from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
+
+
+def max_topk(config):
+    """The largest k among the evaluation ``topk`` values."""
+    topk = config["topk"]
+    return max(topk) if isinstance(topk, (list, tuple)) else int(topk)
+
+
+class LAMIA(SequentialRecommender):
+    """Reads a user's history as semantic tokens and generates the next item's h tokens.
+
+    * Each history item is the sum of its h token embeddings (no per-item ID embedding unless
+      ``use_item_id_embedding``), so an item never seen in training still has a representation.
+    * A causal transformer (RecBole's ``TransformerEncoder``) encodes the history.
+    * The next item's tokens are generated in parallel, one softmax per aspect (LAMIA's aspects are
+      parallel, not coarse-to-fine); the output layer is tied to the token embeddings.
+    * An item's score is the sum of its tokens' log-probabilities, so ``full_sort_predict`` scores every
+      item exactly. ``beam_search: True`` instead keeps only a trie-constrained beam of real items.
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        codes = getattr(dataset, "item_semantic_ids", None)
+        if codes is None:
+            raise ValueError(f"{type(self).__name__} needs a dataset with item_semantic_ids "
+                             f"(built by {type(self).__name__}Dataset); got {type(dataset).__name__}.")
+        self.hidden_size = config["hidden_size"]
+        self.train_all_positions = bool(config["train_all_positions"])
+        self.beam_search = bool(config["beam_search"])
+        self.beam_size = int(config["beam_size"] or 0)
+        if self.beam_search and self.beam_size < max_topk(config):
+            raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}).")
+
+        real = codes[1:]
+        self.n_levels = codes.size(1)
+        level_sizes = (real.max(0).values + 1).tolist()
+        offsets = torch.tensor([0] + level_sizes[:-1]).cumsum(0)
+        self.level_sizes = level_sizes
+        self.register_buffer("level_offsets", offsets, persistent=False)
+        self.register_buffer("item_codes", codes.clamp(min=0), persistent=False)
+        pad_index = int(sum(level_sizes))
+        token_index = torch.where(codes >= 0, codes + offsets, torch.full_like(codes, pad_index))
+        self.register_buffer("item_token_index", token_index, persistent=False)
+
+        self.token_embedding = nn.Embedding(pad_index + 1, self.hidden_size, padding_idx=pad_index)
+        self.item_id_embedding = None
+        if config["use_item_id_embedding"]:
+            self.item_id_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
+        self.trm_encoder = TransformerEncoder(
+            n_layers=config["n_layers"], n_heads=config["n_heads"], hidden_size=self.hidden_size,
+            inner_size=config["inner_size"], hidden_dropout_prob=config["hidden_dropout_prob"],
+            attn_dropout_prob=config["attn_dropout_prob"], hidden_act=config["hidden_act"],
+            layer_norm_eps=config["layer_norm_eps"],
+        )
+        self.layer_norm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
+        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        # One query per level, scored against that level's token embeddings (tied output layer).
+        self.level_query = nn.Linear(self.hidden_size, self.n_levels * self.hidden_size)
+        self.initializer_range = config["initializer_range"]
+        self.apply(self._init_weights)
+        self._trie = None
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def item_representation(self, items):
+        """``[..., hidden]`` embedding of items from their semantic tokens (plus the optional ID embedding)."""
+        rep = self.token_embedding(self.item_token_index[items]).sum(-2)
+        if self.item_id_embedding is not None:
+            rep = rep + self.item_id_embedding(items)
+        return rep
+
+    def encode_sequence(self, item_seq):
+        """``[B, L, hidden]`` causal encoding of every position of the history."""
+        positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0).expand_as(item_seq)
+        hidden = self.item_representation(item_seq) + self.position_embedding(positions)
+        hidden = self.dropout(self.layer_norm(hidden))
+        mask = self.get_attention_mask(item_seq)
+        return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]
+
+    def forward(self, item_seq, item_seq_len):
+        return self.gather_indexes(self.encode_sequence(item_seq), item_seq_len - 1)
+
+    def level_log_probs(self, seq_output):
+        """Log-probabilities of each level's tokens: a list of ``[B, level_size]`` tensors."""
+        queries = self.level_query(seq_output).view(-1, self.n_levels, self.hidden_size)
+        out = []
+        for level, size in enumerate(self.level_sizes):
+            start = int(self.level_offsets[level])
+            table = self.token_embedding.weight[start:start + size]
+            out.append(F.log_softmax(queries[:, level] @ table.t(), dim=-1))
+        return out
+
+    def _history_output(self, interaction):
+        return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+
+    def calculate_loss(self, interaction):
+        if self.train_all_positions:
+            output, target_items = self._all_position_targets(interaction)
+        else:
+            output, target_items = self._history_output(interaction), interaction[self.POS_ITEM_ID]
+        log_probs = self.level_log_probs(output)
+        target = self.item_codes[target_items]
+        return sum(F.nll_loss(lp, target[:, level]) for level, lp in enumerate(log_probs)) / self.n_levels
+
+    def _all_position_targets(self, interaction):
+        """Outputs and next items at every real position (the history shifted by one, then the target)."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        output = self.encode_sequence(item_seq)
+        targets = torch.cat([item_seq[:, 1:], item_seq.new_zeros(item_seq.size(0), 1)], dim=1)
+        targets[torch.arange(item_seq.size(0), device=item_seq.device), item_seq_len - 1] = \
+            interaction[self.POS_ITEM_ID]
+        valid = torch.arange(item_seq.size(1), device=item_seq.device)[None, :] < item_seq_len[:, None]
+        return output[valid], targets[valid]
+
+    def predict(self, interaction):
+        log_probs = self.level_log_probs(self._history_output(interaction))
+        target = self.item_codes[interaction[self.ITEM_ID]]
+        return sum(lp.gather(1, target[:, level:level + 1]).squeeze(1) for level, lp in enumerate(log_probs))
+
+    def full_sort_predict(self, interaction):
+        log_probs = self.level_log_probs(self._history_output(interaction))
+        if self.beam_search:
+            return self._beam_scores(log_probs)
+        scores = log_probs[0][:, self.item_codes[:, 0]]
+        for level in range(1, self.n_levels):
+            scores = scores + log_probs[level][:, self.item_codes[:, level]]
+        return scores
+
+    @property
+    def trie(self):
+        if self._trie is None:
+            self._trie = PrefixTrie(self.item_codes[1:].cpu().numpy(), item_ids=range(1, self.n_items))
+            self._trie.to(self.item_codes.device)
+        return self._trie
+
+    def _beam_scores(self, log_probs):
+        batch = log_probs[0].size(0)
+
+        def scorer(level, prefix):
+            return log_probs[level].unsqueeze(1).expand(-1, prefix.size(1), -1)
+
+        items, beam_scores = constrained_beam_search(self.trie, scorer, batch, self.beam_size,
+                                                     device=log_probs[0].device)
+        scores = torch.full((batch, self.n_items), float("-inf"), device=log_probs[0].device)
+        valid = items >= 0
+        scores[torch.arange(batch, device=items.device).unsqueeze(1).expand_as(items)[valid], items[valid]] = \
+            beam_scores[valid]
+        return scores

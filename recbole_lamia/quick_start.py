@@ -1,0 +1,51 @@
+"""Entry points that wrap RecBole's quick start with the plugin registered."""
+
+import importlib
+import pkgutil
+
+import recbole.model
+from recbole.quick_start import run_recbole
+from recbole.utils import get_model
+
+from recbole_lamia.utils.registration import registered_models
+
+_SUBMODULES = ("general_recommender", "context_aware_recommender", "sequential_recommender",
+               "knowledge_aware_recommender", "exlib_recommender")
+
+
+def available_models():
+    """Names of every model ``get_model`` can build: the plugin's and RecBole's own."""
+    names = set(registered_models())
+    for submodule in _SUBMODULES:
+        package = importlib.import_module(f"recbole.model.{submodule}")
+        for info in pkgutil.iter_modules(package.__path__):
+            try:
+                module = importlib.import_module(f"recbole.model.{submodule}.{info.name}")
+            except Exception:  # optional dependencies of some RecBole models (e.g. xgboost)
+                continue
+            names.update(n for n in dir(module) if n.lower() == info.name)
+    return sorted(names)
+
+
+def check_model_name(model):
+    """Raise ValueError listing the available models when ``model`` is unknown."""
+    try:
+        get_model(model)
+    except (ValueError, ImportError, AttributeError):
+        raise ValueError(f"unknown model '{model}'. Available models: {', '.join(available_models())}") from None
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True):
+    """Train and evaluate ``model`` on ``dataset`` with RecBole's ``run_recbole``; return its result dict."""
+    return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
+                       config_dict=config_dict, saved=saved)
+
+
+def format_summary(model, dataset, result):
+    """Two lines with valid and test Recall@10 and NDCG@10."""
+    lines = [f"{model} on {dataset}:"]
+    for split in ("best_valid_result", "test_result"):
+        values = result.get(split) or {}
+        shown = ", ".join(f"{k}={values[k]:.4f}" for k in ("recall@10", "ndcg@10") if k in values)
+        lines.append(f"  {split.replace('best_', '').replace('_result', '')}: {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""The item tokenizer: item texts -> item embeddings -> quantizer -> collision-free semantic IDs.
+
+Both stages are cached on disk (``semantic_id_cache_dir``): the embeddings keyed by the item texts,
+the embedder's settings and the encoder; the codes keyed by the embeddings' key and the quantizer's
+settings. So LAMIA with ``kmeans`` and with ``rqvae`` share one palette, and a second run recomputes
+nothing.
+"""
+
+import os
+import time
+from logging import getLogger
+
+import numpy as np
+
+from recbole_lamia.data.cache import ArrayCache, stable_hash
+from recbole_lamia.data.item_text import ItemTextBuilder
+from recbole_lamia.quantizer import get_quantizer_class, resolve_collisions
+from recbole_lamia.tokenizer.item_embedder import PaletteEmbedder, SentenceEmbedder
+from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
+
+# Every config key the tokenizer reads, with its default (also used to spot typos in user config).
+TOKENIZER_DEFAULTS = {
+    "item_text_fields": None,
+    "item_text_separator": ". ",
+    "item_text_ignore_values": ["Unknown"],
+    "text_encoder": "all-MiniLM-L6-v2",
+    "text_encoder_allow_download": False,
+    "max_text_length": 32,
+    "embed_batch_size": 256,
+    "item_embedding": "palette",
+    "palette_size": 4,
+    "palette_dim": 64,
+    "palette_tune_layers": 2,
+    "palette_epochs": 3,
+    "palette_batch_size": 128,
+    "palette_learning_rate": 1e-4,
+    "use_text_reconstruction": True,
+    "use_contrastive": True,
+    "use_decorrelation": True,
+    "recon_weight": 1.0,
+    "contrastive_weight": 1.0,
+    "decorrelation_weight": 1.0,
+    "contrastive_temperature": 0.1,
+    "field_drop_prob": 0.3,
+    "token_drop_prob": 0.1,
+    "quantizer": "kmeans",
+    "codebook_size": 256,
+    "collision_handling": "reassign",
+    "kmeans_iterations": 25,
+    "rq_levels": 3,
+    "pq_subspaces": None,
+    "random_levels": None,
+    "semantic_id_cache_dir": "saved/semantic_ids",
+    "tokenizer_seed": None,
+}
+
+_EMBEDDERS = {"palette": PaletteEmbedder, "sentence": SentenceEmbedder}
+_PALETTE_KEYS = [k for k in TOKENIZER_DEFAULTS if k.startswith(("palette_", "use_", "field_drop", "token_drop"))
+                 or k.endswith("_weight") or k == "contrastive_temperature"]
+_EMBEDDING_KEYS = ["item_embedding", "text_encoder", "max_text_length"]
+_QUANTIZER_KEYS = ["quantizer", "codebook_size", "collision_handling", "kmeans_iterations", "rq_levels",
+                   "pq_subspaces", "random_levels"]
+
+
+def tokenizer_params(config):
+    """Tokenizer settings from a RecBole Config (or a plain dict), defaults filled in, validated."""
+    values = dict(config.final_config_dict if hasattr(config, "final_config_dict") else config)
+    params = dict(TOKENIZER_DEFAULTS)
+    params.update({k: values[k] for k in TOKENIZER_DEFAULTS if values.get(k) is not None})
+    # Quantizer-specific keys (e.g. rqvae_epochs) travel with the quantizer.
+    params.update({k: v for k, v in values.items() if str(k).startswith(f"{params['quantizer']}_")})
+    seed = params["tokenizer_seed"] if params["tokenizer_seed"] is not None else values.get("seed")
+    params["seed"] = 2020 if seed is None else int(seed)
+    params["show_progress"] = bool(values.get("show_progress", False))
+    validate_tokenizer_params(params)
+    return params
+
+
+def validate_tokenizer_params(params):
+    """Raise ValueError with a clear message for settings that cannot work."""
+    size = params["palette_size"]
+    if not isinstance(size, int) or not 1 <= size <= 16:
+        raise ValueError(f"palette_size must be an integer in [1, 16], got {size!r}.")
+    if not isinstance(params["codebook_size"], int) or params["codebook_size"] < 2:
+        raise ValueError(f"codebook_size must be an integer >= 2, got {params['codebook_size']!r}.")
+    if params["item_embedding"] not in _EMBEDDERS:
+        raise ValueError(f"item_embedding must be one of {sorted(_EMBEDDERS)}, got {params['item_embedding']!r}.")
+    if params["palette_dim"] < 1 or params["max_text_length"] < 4:
+        raise ValueError("palette_dim must be >= 1 and max_text_length >= 4.")
+    if not params["item_text_fields"]:
+        raise ValueError("item_text_fields is not set: list the item fields that hold text, e.g. [title, brand].")
+    get_quantizer_class(params["quantizer"])  # raises with the registered names
+
+
+def _encoder_identity(name_or_path):
+    path = resolve_encoder_path(name_or_path)
+    config_file = os.path.join(path, "config.json")
+    if os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as f:
+            return {"encoder": name_or_path, "config": f.read()}
+    return {"encoder": name_or_path}
+
+
+class ItemTokenizer:
+    """Runs (or loads from cache) the embedder and quantizer for a RecBole dataset."""
+
+    def __init__(self, params):
+        self.params = params
+        self.logger = getLogger()
+        self.report = {}
+
+    def embedding_key(self, texts):
+        p = self.params
+        settings = {k: p[k] for k in _EMBEDDING_KEYS}
+        if p["item_embedding"] == "palette":
+            settings.update({k: p[k] for k in _PALETTE_KEYS})
+            settings["seed"] = p["seed"]
+        return stable_hash("embedding-v1", texts, settings, _encoder_identity(p["text_encoder"]))
+
+    def code_key(self, embedding_key):
+        p = self.params
+        settings = {k: p[k] for k in _QUANTIZER_KEYS}
+        settings.update({k: v for k, v in p.items() if k.startswith(f"{p['quantizer']}_")})
+        settings["seed"] = p["seed"]
+        return stable_hash("codes-v1", embedding_key, settings)
+
+    def tokenize(self, dataset):
+        """Return semantic IDs ``[item_num, L]`` int64; row 0 (RecBole's padding item) is -1."""
+        p = self.params
+        builder = ItemTextBuilder(p["item_text_fields"], p["item_text_separator"], p["item_text_ignore_values"])
+        texts, spans = builder.build(dataset)
+        cache = ArrayCache(os.path.join(p["semantic_id_cache_dir"], dataset.dataset_name))
+
+        emb_key = self.embedding_key(texts)
+        emb_name = f"{p['item_embedding']}-{emb_key[:16]}"
+        loaded = cache.load(emb_name, emb_key)
+        if loaded is not None:
+            embeddings, emb_meta = loaded[0]["embeddings"], loaded[1]
+            self.logger.info(f"Loaded item {p['item_embedding']} embeddings {embeddings.shape} from cache.")
+            emb_meta = dict(emb_meta, cached=True)
+        else:
+            start = time.time()
+            embedder = _EMBEDDERS[p["item_embedding"]](p)
+            embeddings = embedder.embed(texts, spans)
+            emb_meta = {"seconds": round(time.time() - start, 2), "stats": embedder.stats,
+                        "history": getattr(embedder, "history", []), "n_items": len(texts) - 1}
+            cache.save(emb_name, emb_key, {"embeddings": embeddings}, emb_meta)
+            emb_meta = dict(emb_meta, cached=False)
+
+        code_key = self.code_key(emb_key)
+        code_name = f"codes-{p['quantizer']}-{code_key[:16]}"
+        loaded = cache.load(code_name, code_key)
+        if loaded is not None:
+            codes, code_meta = loaded[0]["codes"], loaded[1]
+            self.logger.info(f"Loaded semantic IDs {codes.shape} ({p['quantizer']}) from cache.")
+            code_meta = dict(code_meta, cached=True)
+        else:
+            start = time.time()
+            item_embeddings = embeddings[1:]
+            quantizer = get_quantizer_class(p["quantizer"])(p)
+            raw = quantizer.fit_encode(item_embeddings)
+            diagnostics = quantizer.diagnostics(item_embeddings, raw)
+            unique, collisions = resolve_collisions(raw, p["collision_handling"], quantizer, item_embeddings)
+            codes = np.concatenate([np.full((1, unique.shape[1]), -1, dtype=np.int64), unique], axis=0)
+            code_meta = {"seconds": round(time.time() - start, 2), "diagnostics": diagnostics,
+                         "collisions": collisions, "history": quantizer.history,
+                         "code_usage_per_level_after": [int(len(np.unique(unique[:, j])))
+                                                        for j in range(unique.shape[1])]}
+            cache.save(code_name, code_key, {"codes": codes}, code_meta)
+            code_meta = dict(code_meta, cached=False)
+        if len(codes) != dataset.item_num:
+            raise RuntimeError(f"Semantic IDs cover {len(codes)} items, the dataset has {dataset.item_num}.")
+        self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": list(embeddings.shape)}
+        self._log_report()
+        return codes
+
+    def _log_report(self):
+        codes = self.report["codes"]
+        diag, coll = codes.get("diagnostics", {}), codes.get("collisions", {})
+        self.logger.info(
+            f"Semantic IDs: quantizer={diag.get('quantizer')} codebook_sizes={diag.get('codebook_sizes')} "
+            f"code usage per level={diag.get('code_usage_per_level')} "
+            f"collision rate before={coll.get('collision_rate_before')} after={coll.get('collision_rate_after')} "
+            f"({coll.get('collision_handling')}, {coll.get('items_moved')} items moved)"
+        )

@@ -1,0 +1,36 @@
+"""Train and evaluate LAMIA, TIGER or any RecBole model with the plugin's dataset settings.
+
+Usage (as RecBole's run_recbole.py):
+    python run_recbole_lamia.py                                   # LAMIA on ml-100k
+    python run_recbole_lamia.py --model=LAMIA --dataset=amazon-beauty --data_path=../shared/datasets
+    python run_recbole_lamia.py --model=SASRec --dataset=ml-100k --epochs=5
+Any ``--key=value`` overrides a config key.
+"""
+
+import argparse
+import sys
+
+import recbole_lamia
+import recbole_lamia.quick_start
+from recbole_lamia.quick_start import run
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "-m", type=str, default="LAMIA")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
+    args, _ = parser.parse_known_args(argv)
+    config_files = args.config_files.strip().split(" ") if args.config_files else None
+    try:
+        recbole_lamia.quick_start.check_model_name(args.model)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = run(args.model, args.dataset, config_file_list=config_files)
+    print(recbole_lamia.quick_start.format_summary(args.model, args.dataset, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
