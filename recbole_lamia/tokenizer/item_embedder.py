@@ -245,8 +245,8 @@ class PaletteEmbedder:
                 optimizer.step()
                 step += 1
                 for key, value in losses.items():
-                    sums[key] += float(value)
-                sums["total"] += float(total)
+                    sums[key] += float(value.detach())
+                sums["total"] += float(total.detach())
                 bar.set_postfix(loss=f"{float(total):.4f}")
             with torch.no_grad():
                 sim = _offdiag_mean(aspect_similarity(z1.detach()))

@@ -89,7 +89,7 @@ class TextReconstructionDecoder(nn.Module):
             token_inputs = self.word_embeddings(target_ids[:, :-1])
         inputs = torch.cat([self.start.expand(batch, 1, -1), token_inputs], dim=1)
         inputs = inputs + self.positions(torch.arange(length, device=target_ids.device))
-        causal = nn.Transformer.generate_square_subsequent_mask(length, device=target_ids.device)
+        causal = torch.ones(length, length, dtype=torch.bool, device=target_ids.device).triu(1)
         out = self.decoder(inputs, palette_hidden, tgt_mask=causal, tgt_is_causal=True,
                            tgt_key_padding_mask=~target_mask)
         out = self.norm(out)[target_mask]
