@@ -7,9 +7,10 @@ Each breakage is handled on purpose (see README, "Compatibility"):
 * pandas 3 makes RecBole's chained ``df[f].fillna(..., inplace=True)`` a no-op (copy-on-write), so
   missing values would silently survive.  **Pin**: ``pandas<3``.
 * ``torch>=2.6`` defaults ``torch.load(weights_only=True)``, which refuses RecBole's own checkpoints
-  (they pickle the Config object).  **Shim** (this module): RecBole's trainer and quick-start modules
-  get a ``torch`` proxy whose ``load`` defaults to ``weights_only=False``.  Only those two modules are
-  affected, and only files RecBole itself wrote in ``checkpoint_dir`` go through them.
+  (they pickle the Config object).  **Shim** (this module): RecBole's trainer module gets a ``torch``
+  proxy whose ``load`` defaults to ``weights_only=False``, and ``load_data_and_model`` (which imports
+  torch locally) is wrapped to allow the same for its one call. The global ``torch.load`` keeps its
+  safe default; only checkpoints RecBole itself wrote in ``checkpoint_dir`` go through these paths.
 """
 
 import functools
@@ -18,8 +19,8 @@ import warnings
 
 import torch
 
-# Modules of RecBole that call torch.load on checkpoints written by RecBole's own Trainer.
-_CHECKPOINT_LOADING_MODULES = ("recbole.trainer.trainer", "recbole.quick_start.quick_start")
+import contextlib
+import os
 
 
 class _TorchWithTrustedCheckpointLoad:
@@ -37,22 +38,41 @@ class _TorchWithTrustedCheckpointLoad:
         return self._torch.load(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _trusted_checkpoint_loading():
+    """torch's own switch for calls that do not pass ``weights_only``, set only for the duration."""
+    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+
+
 def patch_recbole_checkpoint_loading():
     """Let RecBole's Trainer and ``load_data_and_model`` read their checkpoints on torch>=2.6.
 
-    Idempotent. Returns the list of module names that were patched.
+    Idempotent. Returns the names of what is patched.
     """
-    patched = []
-    for module_name in _CHECKPOINT_LOADING_MODULES:
-        module = importlib.import_module(module_name)
-        current = getattr(module, "torch", None)
-        if isinstance(current, _TorchWithTrustedCheckpointLoad):
-            patched.append(module_name)
-            continue
-        if current is torch:
-            module.torch = _TorchWithTrustedCheckpointLoad(torch)
-            patched.append(module_name)
-    return patched
+    trainer_module = importlib.import_module("recbole.trainer.trainer")
+    if not isinstance(trainer_module.torch, _TorchWithTrustedCheckpointLoad):
+        trainer_module.torch = _TorchWithTrustedCheckpointLoad(torch)
+
+    quick_start_module = importlib.import_module("recbole.quick_start.quick_start")
+    original = quick_start_module.load_data_and_model
+    if not getattr(original, "_recbole_lamia", False):
+        @functools.wraps(original)
+        def load_data_and_model(model_file):
+            with _trusted_checkpoint_loading():
+                return original(model_file)
+
+        load_data_and_model._recbole_lamia = True
+        quick_start_module.load_data_and_model = load_data_and_model
+        importlib.import_module("recbole.quick_start").load_data_and_model = load_data_and_model
+    return ["recbole.trainer.trainer.torch", "recbole.quick_start.load_data_and_model"]
 
 
 def silence_recbole_chained_fillna_warning():

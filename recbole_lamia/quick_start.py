@@ -17,13 +17,16 @@ def available_models():
     """Names of every model ``get_model`` can build: the plugin's and RecBole's own."""
     names = set(registered_models())
     for submodule in _SUBMODULES:
-        package = importlib.import_module(f"recbole.model.{submodule}")
+        try:
+            package = importlib.import_module(f"recbole.model.{submodule}")
+        except ImportError:  # exlib_recommender needs xgboost and lightgbm
+            continue
         for info in pkgutil.iter_modules(package.__path__):
             try:
                 module = importlib.import_module(f"recbole.model.{submodule}.{info.name}")
             except Exception:  # optional dependencies of some RecBole models (e.g. xgboost)
                 continue
-            names.update(n for n in dir(module) if n.lower() == info.name)
+            names.update(n for n in dir(module) if n.lower() == info.name and isinstance(getattr(module, n), type))
     return sorted(names)
 
 

@@ -247,7 +247,7 @@ class PaletteEmbedder:
                 for key, value in losses.items():
                     sums[key] += float(value.detach())
                 sums["total"] += float(total.detach())
-                bar.set_postfix(loss=f"{float(total):.4f}")
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}")
             with torch.no_grad():
                 sim = _offdiag_mean(aspect_similarity(z1.detach()))
             record = {"epoch": epoch, **{k: round(v / steps_per_epoch, 5) for k, v in sums.items()},

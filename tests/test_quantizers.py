@@ -1,0 +1,108 @@
+"""Every registered quantizer on synthetic embeddings, collision handling and the registry."""
+
+import numpy as np
+import pytest
+
+from recbole_lamia.quantizer import (
+    QUANTIZER_REGISTRY,
+    AbstractQuantizer,
+    cap_codebook_size,
+    get_quantizer_class,
+    register_quantizer,
+    resolve_collisions,
+)
+from recbole_lamia.quantizer.collision import add_disambiguation_token
+
+FAST = {"codebook_size": 8, "seed": 3, "kmeans_iterations": 10, "rqvae_epochs": 3, "rqvae_batch_size": 128}
+
+
+def _embeddings(n=300, h=4, d=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, h, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(QUANTIZER_REGISTRY))
+def test_quantizer_shape_range_determinism_and_unique_ids(name):
+    x = _embeddings()
+    quantizer = get_quantizer_class(name)(dict(FAST))
+    codes = quantizer.fit_encode(x)
+    assert codes.ndim == 2 and len(codes) == len(x) and codes.dtype == np.int64
+    assert (codes >= 0).all() and (codes < np.array(quantizer.codebook_sizes)).all()
+    again = get_quantizer_class(name)(dict(FAST)).fit_encode(x)
+    assert np.array_equal(codes, again)
+    unique, report = resolve_collisions(codes, "reassign", quantizer, x)
+    assert len(np.unique(unique, axis=0)) == len(x)
+    assert report["collision_rate_after"] == 0.0
+    diagnostics = quantizer.diagnostics(x, codes)
+    assert len(diagnostics["code_usage_per_level"]) == codes.shape[1]
+
+
+def test_extra_token_numbers_items_sharing_a_code_in_item_order():
+    codes = np.array([[1, 2], [1, 2], [0, 0], [1, 2]])
+    assert add_disambiguation_token(codes)[:, 2].tolist() == [0, 1, 0, 2]
+
+
+def test_reassign_keeps_first_owner_and_moves_to_nearest_free_code():
+    # items 0 and 1 collide; moving item 1's second aspect is cheaper than moving its first
+    x = np.array([[[0.0], [0.0]], [[0.0], [0.1]], [[1.0], [1.0]]], dtype=np.float32)
+    quantizer = get_quantizer_class("kmeans")({"codebook_size": 2, "seed": 0})
+    codes = quantizer.fit_encode(x)
+    assert codes[0].tolist() == codes[1].tolist()
+    unique, report = resolve_collisions(codes, "reassign", quantizer, x)
+    assert report["collision_handling"] == "reassign" and report["items_moved"] == 1
+    assert unique[0].tolist() == codes[0].tolist()
+    assert unique[1].tolist() == [codes[0][0], codes[2][1]]
+
+
+def test_unknown_quantizer_lists_registered():
+    with pytest.raises(ValueError, match="Registered quantizers: .*kmeans"):
+        get_quantizer_class("nope")
+
+
+def test_codebook_size_is_capped_with_warning(caplog):
+    assert cap_codebook_size(256, 40) == 40
+    assert "capped to 40" in caplog.text
+    with pytest.raises(ValueError):
+        cap_codebook_size(1, 40)
+
+
+def test_registering_requires_the_base_class():
+    with pytest.raises(TypeError):
+        register_quantizer("bad")(object)
+
+
+def test_outside_quantizer_runs_end_to_end(tiny_data_path, tiny_bert_path, tmp_path):
+    """A quantizer defined here, outside the package, drives the whole LAMIA pipeline."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.trainer import Trainer
+    from recbole.utils import get_model
+
+    from tests.conftest import TINY_DATASET, tiny_config
+
+    @register_quantizer("sign_bits")
+    class SignBitQuantizer(AbstractQuantizer):
+        """Code = sign pattern of the first ``sign_bits_count`` dimensions of each aspect."""
+
+        def fit(self, embeddings):
+            self.bits = int(self.params.get("sign_bits_count", 3))
+            self.codebook_sizes = [2 ** self.bits] * embeddings.shape[1]
+            return self
+
+        def encode(self, embeddings):
+            signs = (embeddings[:, :, : self.bits] > 0).astype(np.int64)
+            return (signs * (2 ** np.arange(self.bits))).sum(-1)
+
+    try:
+        config = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=tiny_config(
+            tiny_data_path, tiny_bert_path, tmp_path, quantizer="sign_bits", sign_bits_count=2))
+        dataset = create_dataset(config)
+        assert dataset.semantic_id_report["codes"]["diagnostics"]["quantizer"] == "sign_bits"
+        ids = dataset.item_semantic_ids[1:].numpy()
+        assert len(np.unique(ids, axis=0)) == len(ids)
+        train, valid, test = data_preparation(config, dataset)
+        trainer = Trainer(config, get_model("LAMIA")(config, train._dataset))
+        trainer.fit(train, valid, saved=False, show_progress=False)
+        result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+        assert np.isfinite(result["ndcg@10"])
+    finally:
+        QUANTIZER_REGISTRY.pop("sign_bits", None)

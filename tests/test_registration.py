@@ -1,0 +1,90 @@
+"""RecBole's own entry points see the plugin; the compatibility shims are narrow and work."""
+
+import subprocess
+import sys
+
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset
+from recbole.utils import get_model
+
+import recbole_lamia
+from recbole_lamia import LAMIA, LAMIADataset
+from recbole_lamia.compat import patch_recbole_checkpoint_loading
+from recbole_lamia.utils.config_check import unknown_plugin_like_keys
+from tests.conftest import TINY_DATASET, tiny_config
+
+
+def test_get_model_returns_plugin_class():
+    assert get_model("LAMIA") is LAMIA
+    assert "LAMIA" in recbole_lamia.registered_models()
+
+
+def test_recbole_builtin_models_still_resolve():
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+    assert get_model("SASRec") is SASRec
+
+
+def test_create_dataset_builds_plugin_dataset(tiny_data_path, tiny_bert_path, tmp_path):
+    config = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=tiny_config(tiny_data_path, tiny_bert_path,
+                                                                                 tmp_path))
+    assert isinstance(create_dataset(config), LAMIADataset)
+
+
+def test_plugin_yaml_defaults_apply_and_user_values_override():
+    config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palette_dim": 12})
+    assert config["quantizer"] == "kmeans"  # properties/LAMIA.yaml
+    assert config["item_text_fields"] == ["movie_title", "release_year", "class"]  # properties/ml-100k.yaml
+    assert config["palette_dim"] == 12  # config_dict beats plugin YAML
+    sasrec = Config(model="SASRec", dataset="ml-100k", config_dict={})
+    assert sasrec["eval_args"]["split"] == {"LS": "valid_and_test"}  # dataset YAML applies to RecBole models
+    assert "palette_size" not in sasrec  # model YAML does not
+
+
+def test_typo_detection_only_flags_plugin_like_keys():
+    config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palete_size": 3, "learning_rate": 0.01,
+                                                                   "totally_unrelated_key": 1})
+    assert unknown_plugin_like_keys(config) == [("palete_size", "palette_size")]
+
+
+def test_checkpoint_shim_is_narrow_and_loads_recbole_checkpoints(tmp_path):
+    import recbole.quick_start.quick_start as quick_start
+    import recbole.trainer.trainer as trainer
+
+    patch_recbole_checkpoint_loading()
+    patch_recbole_checkpoint_loading()  # idempotent
+    assert torch.load is not trainer.torch.load  # RecBole's trainer uses the proxy
+    assert trainer.torch.Tensor is torch.Tensor and trainer.torch.no_grad is torch.no_grad
+    assert quick_start.load_data_and_model._recbole_lamia
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in __import__("os").environ
+    # A checkpoint pickling a non-tensor object, as RecBole's does with its Config.
+    file = tmp_path / "ckpt.pth"
+    torch.save({"config": Config(model="LAMIA", dataset="ml-100k"), "state_dict": {}}, file)
+    try:
+        torch.load(file)
+        raise AssertionError("plain torch.load should refuse pickled objects on torch>=2.6")
+    except Exception as err:  # the global torch.load keeps its safe default
+        assert "weights_only" in str(err) or "Unsupported global" in str(err)
+    assert trainer.torch.load(file)["config"]["model"] == "LAMIA"
+
+
+def test_cli_unknown_model_lists_models_without_traceback():
+    proc = subprocess.run([sys.executable, "run_recbole_lamia.py", "--model=NoSuchModel"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "unknown model 'NoSuchModel'" in proc.stderr
+    assert "LAMIA" in proc.stderr and "SASRec" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_load_data_and_model_reads_a_saved_lamia_checkpoint(tiny_data_path, tiny_bert_path, tmp_path):
+    from recbole.quick_start import load_data_and_model, run_recbole
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path)
+    run_recbole(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict, saved=True)
+    import glob
+
+    checkpoint = glob.glob(str(tmp_path / "saved" / "LAMIA-*.pth"))[0]
+    config, model, dataset, *_ = load_data_and_model(checkpoint)
+    assert isinstance(model, LAMIA) and config["model"] == "LAMIA"

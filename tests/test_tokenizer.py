@@ -1,0 +1,148 @@
+"""The LAMIA tokenizer: determinism, cache, collisions, item text and bad input."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+from recbole.config import Config
+from recbole.data import create_dataset
+
+from recbole_lamia.data.item_text import ItemTextBuilder, clean_category_style
+from tests.conftest import TINY_DATASET, tiny_config, write_tiny_dataset
+
+
+def _dataset(data_path, encoder, tmp_path, **overrides):
+    config = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=tiny_config(data_path, encoder, tmp_path,
+                                                                                 **overrides))
+    return create_dataset(config)
+
+
+def test_same_seed_same_codes_and_second_run_uses_cache(tiny_data_path, tiny_bert_path, tmp_path):
+    first = _dataset(tiny_data_path, tiny_bert_path, tmp_path / "a")
+    second = _dataset(tiny_data_path, tiny_bert_path, tmp_path / "b")  # separate cache, recomputed
+    assert first.semantic_id_report["codes"]["cached"] is False
+    assert np.array_equal(first.item_semantic_ids.numpy(), second.item_semantic_ids.numpy())
+    again = _dataset(tiny_data_path, tiny_bert_path, tmp_path / "a")
+    assert again.semantic_id_report["embedding"]["cached"] is True
+    assert again.semantic_id_report["codes"]["cached"] is True
+    assert np.array_equal(first.item_semantic_ids.numpy(), again.item_semantic_ids.numpy())
+
+
+def test_another_quantizer_reuses_the_cached_palette(tiny_data_path, tiny_bert_path, tmp_path):
+    _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    other = _dataset(tiny_data_path, tiny_bert_path, tmp_path, quantizer="rq_kmeans")
+    assert other.semantic_id_report["embedding"]["cached"] is True
+    assert other.semantic_id_report["codes"]["cached"] is False
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble_json", "wrong_key"])
+def test_corrupted_cache_is_detected_and_rebuilt(tiny_data_path, tiny_bert_path, tmp_path, caplog, damage):
+    first = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    code_npz = glob.glob(os.path.join(str(tmp_path), "semantic_ids", TINY_DATASET, "codes-*.npz"))[0]
+    if damage == "truncate":
+        with open(code_npz, "r+b") as f:
+            f.truncate(20)
+    elif damage == "garble_json":
+        with open(code_npz[:-4] + ".json", "w") as f:
+            f.write("{not json")
+    else:
+        meta_file = code_npz[:-4] + ".json"
+        text = open(meta_file).read().replace('"key": "', '"key": "0', 1)
+        open(meta_file, "w").write(text)
+    caplog.clear()
+    rebuilt = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    assert rebuilt.semantic_id_report["codes"]["cached"] is False
+    assert "unusable" in caplog.text
+    assert np.array_equal(first.item_semantic_ids.numpy(), rebuilt.item_semantic_ids.numpy())
+    assert not glob.glob(os.path.join(str(tmp_path), "semantic_ids", TINY_DATASET, ".tmp-*"))
+
+
+def test_ids_are_collision_free_even_with_a_tiny_codebook(tiny_data_path, tiny_bert_path, tmp_path):
+    dataset = _dataset(tiny_data_path, tiny_bert_path, tmp_path, codebook_size=4, palette_size=2)
+    ids = dataset.item_semantic_ids[1:].numpy()
+    assert len(np.unique(ids, axis=0)) == len(ids)
+    report = dataset.semantic_id_report["codes"]["collisions"]
+    assert report["collision_rate_before"] > 0 and report["collision_rate_after"] == 0
+
+
+def test_sentence_embedding_gives_one_aspect(tiny_data_path, tiny_bert_path, tmp_path):
+    dataset = _dataset(tiny_data_path, tiny_bert_path, tmp_path, item_embedding="sentence")
+    assert dataset.semantic_id_report["embedding_shape"][1] == 1
+
+
+def test_ablations_switch_objectives_off(tiny_data_path, tiny_bert_path, tmp_path):
+    dataset = _dataset(tiny_data_path, tiny_bert_path, tmp_path, use_text_reconstruction=False,
+                       use_contrastive=False)
+    record = dataset.semantic_id_report["embedding"]["history"][0]
+    assert record["recon"] == 0 and record["contrastive"] == 0 and record["decorrelation"] > 0
+
+
+# ---- item text -------------------------------------------------------------------------------
+
+def test_category_style_is_cleaned():
+    assert clean_category_style("'Skin Care', 'Face'") == "Skin Care, Face"
+    assert clean_category_style("Animation Children's Comedy") == "Animation Children's Comedy"
+
+
+def test_item_text_reads_tokens_back_and_falls_back(tiny_data_path, tiny_bert_path, tmp_path, caplog):
+    dataset = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    builder = ItemTextBuilder(["title", "brand", "categories"])
+    texts, spans = builder.build(dataset)
+    item = dataset.field2token_id["item_id"]["i1"]
+    assert texts[item] == "Blue shampoo number 1. Lumo. Beauty, Shampoo"
+    assert [s[0] for s in spans[item]] == [0, 1, 2]
+    assert texts[0] == ""
+
+
+def test_empty_text_gets_fallback_and_warning(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from recbole.utils import FeatureType
+
+    dataset = SimpleNamespace(
+        dataset_name="x", item_num=3, iid_field="item_id",
+        item_feat=pd.DataFrame({"item_id": [0, 1, 2], "title": [0, 1, 2]}),
+        field2type={"item_id": FeatureType.TOKEN, "title": FeatureType.TOKEN},
+        field2id_token={"item_id": np.array(["[PAD]", "a", "b"]), "title": np.array(["[PAD]", "Lipstick", ""])},
+    )
+    texts, _ = ItemTextBuilder(["title"]).build(dataset)
+    assert texts == ["", "Lipstick", "item b"]
+    assert "1 items have no text" in caplog.text
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+def test_missing_text_field_names_it_and_lists_existing(tmp_path, tiny_bert_path):
+    data_path = write_tiny_dataset(str(tmp_path / "data"), item_fields=False)
+    with pytest.raises(ValueError, match=r"\['title'\].*Item fields that exist: \['item_id', 'price'\]"):
+        _dataset(data_path, tiny_bert_path, tmp_path, item_text_fields=["title", "price"],
+                 load_col={"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id", "price"]})
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("palette_size", 0, "palette_size must be an integer in \\[1, 16\\]"),
+    ("palette_size", 17, "palette_size must be an integer in \\[1, 16\\]"),
+    ("codebook_size", 1, "codebook_size must be an integer >= 2"),
+    ("quantizer", "nope", "Unknown quantizer 'nope'. Registered quantizers: \\[.*'kmeans'"),
+    ("collision_handling", "ignore", "collision_handling must be one of"),
+])
+def test_bad_settings_fail_with_clear_errors(tiny_data_path, tiny_bert_path, tmp_path, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        _dataset(tiny_data_path, tiny_bert_path, tmp_path, **{key: value})
+
+
+def test_unknown_encoder_says_nothing_is_downloaded(tiny_data_path, tmp_path):
+    with pytest.raises(ValueError, match="nothing is downloaded"):
+        _dataset(tiny_data_path, str(tmp_path / "no-such-encoder"), tmp_path)
+
+
+def test_nan_loss_stops_with_the_step(tiny_data_path, tiny_bert_path, tmp_path):
+    with pytest.raises(FloatingPointError, match="epoch 0, step 0"):
+        _dataset(tiny_data_path, tiny_bert_path, tmp_path, contrastive_temperature=0.0)
+
+
+def test_misspelt_plugin_key_warns(tiny_data_path, tiny_bert_path, tmp_path, caplog):
+    _dataset(tiny_data_path, tiny_bert_path, tmp_path, palete_size=3)
+    assert "Unknown config key 'palete_size' is ignored; did you mean 'palette_size'?" in caplog.text
