@@ -5,6 +5,32 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def _is_bert_layer(layer):
+    return all(hasattr(layer, name) for name in ("attention", "intermediate", "output")) and hasattr(
+        getattr(layer.attention, "self", None), "query")
+
+
+def bert_layer_for_last_tokens(layer, hidden, attention_bias, n_last):
+    """A BERT layer's output for the last ``n_last`` positions only.
+
+    Exactly what the full layer gives at those positions, but queries, the attention output and the
+    feed-forward run for ``n_last`` tokens instead of all of them: the palette's last layer reads the
+    text tokens only as keys and values.
+    """
+    attn = layer.attention.self
+    batch, seq, _ = hidden.shape
+    heads, head_size = attn.num_attention_heads, attn.attention_head_size
+    last = hidden[:, -n_last:]
+    query = attn.query(last).view(batch, n_last, heads, head_size).transpose(1, 2)
+    key = attn.key(hidden).view(batch, seq, heads, head_size).transpose(1, 2)
+    value = attn.value(hidden).view(batch, seq, heads, head_size).transpose(1, 2)
+    scores = query @ key.transpose(-1, -2) * attn.scaling + attention_bias[:, :, -n_last:, :]
+    probs = attn.dropout(torch.softmax(scores, dim=-1))
+    context = (probs @ value).transpose(1, 2).reshape(batch, n_last, heads * head_size)
+    attended = layer.attention.output(context, last)
+    return layer.output(layer.intermediate(attended), attended)
+
+
 def _head_count(dim):
     for heads in (8, 6, 4, 2):
         if dim % heads == 0:
@@ -50,8 +76,14 @@ class PaletteEncoder(nn.Module):
         hidden = torch.cat([text_states, palette], dim=1)
         mask = torch.cat([text_mask, text_mask.new_ones(batch, self.palette_size)], dim=1)
         bias = self.stack.attention_bias(mask, self.palette_size).to(hidden.dtype)
-        for layer in self.top_layers:
+        *lower, last = self.top_layers
+        for layer in lower:
             out = layer(hidden, attention_mask=bias)
+            hidden = out[0] if isinstance(out, tuple) else out
+        if _is_bert_layer(last):
+            hidden = bert_layer_for_last_tokens(last, hidden, bias, self.palette_size)
+        else:
+            out = last(hidden, attention_mask=bias)
             hidden = out[0] if isinstance(out, tuple) else out
         if self.final_norm is not None:
             hidden = self.final_norm(hidden)

@@ -1,0 +1,40 @@
+"""Palette encoder internals: the last-layer shortcut and the attention masks."""
+
+import torch
+
+from recbole_lamia.tokenizer.palette import aspect_decorrelation, aspect_info_nce, bert_layer_for_last_tokens
+from recbole_lamia.tokenizer.text_encoder import LayerStack, load_text_encoder
+
+
+def test_last_tokens_shortcut_matches_full_bert_layer(tiny_bert_path):
+    _, model = load_text_encoder(tiny_bert_path)
+    model.eval()
+    stack = LayerStack.from_model(model)
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 9, 32)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[0, 4:6] = False  # padded text tokens
+    bias = stack.attention_bias(mask, 2)
+    layer = stack.layers[-1]
+    full = layer(hidden, attention_mask=bias)
+    full = full[0] if isinstance(full, tuple) else full
+    short = bert_layer_for_last_tokens(layer, hidden, bias, 2)
+    assert torch.allclose(full[:, -2:], short, atol=1e-5)
+
+
+def test_causal_mask_lets_palette_read_all_text_but_text_not_palette(tiny_opt_path):
+    _, model = load_text_encoder(tiny_opt_path)
+    stack = LayerStack.from_model(model)
+    assert stack.is_causal
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    allowed = stack.attention_bias(mask, 2)[0, 0] == 0
+    assert allowed[4, :5].all()  # last palette token reads everything before it
+    assert not allowed[0, 1:].any()  # first text token reads only itself
+
+
+def test_objectives_behave():
+    torch.manual_seed(0)
+    z = torch.randn(16, 3, 8)
+    assert aspect_info_nce(z, z, 0.1) < aspect_info_nce(z, torch.randn(16, 3, 8), 0.1)
+    same = z[:, :1].expand(-1, 3, -1)
+    assert aspect_decorrelation(same) > 0.99 and aspect_decorrelation(z) < 0.5
