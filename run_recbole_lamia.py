@@ -4,7 +4,9 @@ Usage (as RecBole's run_recbole.py):
     python run_recbole_lamia.py                                   # LAMIA on ml-100k
     python run_recbole_lamia.py --model=LAMIA --dataset=amazon-beauty --data_path=../shared/datasets
     python run_recbole_lamia.py --model=SASRec --dataset=ml-100k --epochs=5
-Any ``--key=value`` overrides a config key.
+    python run_recbole_lamia.py --leaderboard --dataset=amazon-beauty --data_path=../shared/datasets
+Any ``--key=value`` overrides a config key. ``--leaderboard`` runs a list of models with one shared
+configuration instead (options: ``python -m recbole_lamia.leaderboard --help``).
 """
 
 import argparse
@@ -16,6 +18,11 @@ from recbole_lamia.quick_start import run
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--leaderboard" in argv:
+        from recbole_lamia.leaderboard import main as leaderboard_main
+
+        return leaderboard_main([arg for arg in argv if arg != "--leaderboard"])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "-m", type=str, default="LAMIA")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k")

@@ -38,10 +38,11 @@ def run_stage(stage, dataset, data_path, overrides):
     config_dict = {"data_path": data_path, "show_progress": False, "state": "WARNING", "use_gpu": False}
     config_dict.update(overrides)
     model = "LAMIA" if stage == "tokenizer" else stage
+    # Every stage shares one cache; only the tokenizer stage starts it empty, so it is timed from scratch.
+    cache_dir = os.path.join(ROOT, "saved", "benchmark_semantic_ids")
     if stage == "tokenizer":
-        cache_dir = os.path.join(ROOT, "saved", "benchmark_semantic_ids")
         shutil.rmtree(cache_dir, ignore_errors=True)
-        config_dict["semantic_id_cache_dir"] = cache_dir
+    config_dict["semantic_id_cache_dir"] = cache_dir
     config = Config(model=model, dataset=dataset, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     start = time.time()

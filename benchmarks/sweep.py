@@ -1,0 +1,76 @@
+"""Sweep one config key of a model on one dataset; choose by the VALID metric, report test alongside.
+
+    python benchmarks/sweep.py --model=LAMIA --dataset=ml-100k --key=palette_size --values=1,2,4,8
+    python benchmarks/sweep.py --model=LAMIA --dataset=amazon-beauty --data_path=../shared/datasets \
+        --key=palette_size --values=2,4,8 --set epochs=20
+
+Each value runs in its own process (RecBole's quick start, early stopping on the valid metric).
+Results are appended to results/sweep_<dataset>_<model>_<key>.json after every value.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_one(model, dataset, config_dict):
+    import recbole_lamia  # noqa: F401
+    from recbole.quick_start import run_recbole
+
+    start = time.time()
+    result = run_recbole(model=model, dataset=dataset, config_dict=config_dict, saved=False)
+    return {"seconds": round(time.time() - start, 1), "best_valid": dict(result["best_valid_result"]),
+            "test": dict(result["test_result"])}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="LAMIA")
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--values", required=True, help="comma-separated YAML values")
+    parser.add_argument("--set", action="append", default=[], help="key=value override for every run")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    import yaml
+
+    if args.child:
+        sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
+        print("RESULT " + json.dumps(run_one(args.model, args.dataset, json.loads(args.child))), flush=True)
+        return
+    base = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    base.setdefault("show_progress", False)
+    if args.data_path:
+        base["data_path"] = os.path.abspath(args.data_path)
+    out = os.path.join(ROOT, "results", f"sweep_{args.dataset}_{args.model}_{args.key}.json")
+    rows = []
+    for raw in args.values.split(","):
+        value = yaml.safe_load(raw)
+        config = dict(base, **{args.key: value})
+        print(f"[{time.strftime('%H:%M:%S')}] {args.model} {args.key}={value} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, f"--key={args.key}", f"--values={raw}",
+                               f"--model={args.model}", f"--dataset={args.dataset}", f"--child={json.dumps(config)}"],
+                              capture_output=True, text=True, cwd=ROOT)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        row = {args.key: value, **(json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:]})}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out + ".tmp", "w") as f:
+            json.dump({"model": args.model, "dataset": args.dataset, "key": args.key, "overrides": base,
+                       "selection": "best valid ndcg@10", "rows": rows}, f, indent=1)
+        os.replace(out + ".tmp", out)
+    done = [r for r in rows if "best_valid" in r]
+    if done:
+        best = max(done, key=lambda r: r["best_valid"].get("ndcg@10", -1))
+        print(f"best by valid ndcg@10: {args.key}={best[args.key]}")
+
+
+if __name__ == "__main__":
+    main()

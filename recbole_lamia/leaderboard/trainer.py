@@ -1,0 +1,199 @@
+"""A RecBole trainer that saves a resume point every epoch, keeps a time budget and reports progress.
+
+``leaderboard_trainer(base)`` subclasses the trainer RecBole would use for the model (``get_trainer``), so
+model-specific ``_train_epoch`` overrides still apply. Its ``fit`` is RecBole's loop (same ``eval_step``,
+``early_stopping`` and best-checkpoint rule) plus:
+
+* ``last.pth`` after every epoch: RecBole's checkpoint fields (model, optimizer, epoch, cur_step,
+  best_valid_score), written atomically, plus the leaderboard's own (best_valid_result, best epoch,
+  timings, stop reason, RNG states, a config fingerprint). ``resume()`` reads it with RecBole's
+  ``Trainer.resume_checkpoint``; ``best.pth`` keeps the best-validation weights for the test evaluation.
+* a budget in seconds of training (+ validation) time, summed over resumed segments: training stops after
+  an epoch when the next one would not finish within it (at least one epoch always runs);
+* ``stop_reason``: ``early_stopped`` (validation patience), ``budget`` or ``max_epochs``.
+"""
+
+import math
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import torch
+from recbole.utils import early_stopping
+
+
+class SimulatedInterruption(RuntimeError):
+    """Raised (in-process) after ``interrupt_after_epoch`` to simulate a crash; tests use it."""
+
+
+def format_seconds(seconds):
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class LeaderboardTrainerMixin:
+    """Mixed in before a RecBole trainer class; call ``setup_leaderboard`` right after construction."""
+
+    def setup_leaderboard(self, run_dir, budget_seconds=None, progress=print, label="", fingerprint="",
+                          interrupt_after_epoch=None, hard_interrupt=False):
+        os.makedirs(run_dir, exist_ok=True)
+        self.saved_model_file = os.path.join(run_dir, "best.pth")
+        self.last_file = os.path.join(run_dir, "last.pth")
+        self.budget_seconds = budget_seconds
+        self.progress = progress or (lambda message: None)
+        self.label = label
+        self.fingerprint = fingerprint
+        self.interrupt_after_epoch = interrupt_after_epoch
+        self.hard_interrupt = hard_interrupt
+        self.train_seconds = 0.0
+        self.epoch_seconds = []  # training pass only
+        self.valid_seconds = []
+        self.best_epoch = None
+        self.epochs_done = 0
+        self.stop_reason = None
+        self.resumed_from_epoch = None
+
+    # ----- resume point -----
+    def save_resume_point(self, epoch_idx):
+        state = {
+            "config": self.config,
+            "epoch": epoch_idx,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "leaderboard": {
+                "fingerprint": self.fingerprint,
+                "best_valid_result": self.best_valid_result,
+                "best_epoch": self.best_epoch,
+                "train_seconds": self.train_seconds,
+                "epoch_seconds": self.epoch_seconds,
+                "valid_seconds": self.valid_seconds,
+                "stop_reason": self.stop_reason,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            },
+        }
+        tmp = self.last_file + ".tmp"
+        torch.save(state, tmp, pickle_protocol=4)
+        os.replace(tmp, self.last_file)
+
+    def resume(self):
+        """Continue from ``last.pth`` if it exists and was written with the same configuration.
+
+        Returns the epoch training continues at, or None (fresh start).
+        """
+        if not os.path.exists(self.last_file):
+            return None
+        try:
+            extra = torch.load(self.last_file, map_location="cpu", weights_only=False).get("leaderboard", {})
+        except Exception as err:  # noqa: BLE001  (a torn or foreign file: start over)
+            self.progress(f"{self.label}: cannot read {self.last_file} ({err}); starting from scratch")
+            return None
+        if extra.get("fingerprint") != self.fingerprint:
+            self.progress(f"{self.label}: checkpoint {self.last_file} was written with another configuration; "
+                          "starting from scratch")
+            return None
+        best_file = self.saved_model_file
+        self.resume_checkpoint(self.last_file)  # RecBole: model, optimizer, start_epoch, cur_step, best score
+        self.saved_model_file = best_file  # resume_checkpoint points it at the resume file
+        self.best_valid_result = extra.get("best_valid_result")
+        self.best_epoch = extra.get("best_epoch")
+        self.train_seconds = float(extra.get("train_seconds") or 0.0)
+        self.epoch_seconds = list(extra.get("epoch_seconds") or [])
+        self.valid_seconds = list(extra.get("valid_seconds") or [])
+        self.stop_reason = extra.get("stop_reason")
+        rng = extra.get("rng") or {}
+        if rng.get("torch") is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            if rng.get("cuda") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        self.epochs_done = self.start_epoch
+        self.resumed_from_epoch = self.start_epoch
+        return self.start_epoch
+
+    # ----- training loop -----
+    def _mean_epoch_cost(self):
+        costs = [t + v for t, v in zip(self.epoch_seconds, self.valid_seconds)]
+        return sum(costs) / len(costs) if costs else 0.0
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.eval_collector.data_collect(train_data)
+        if self.config["train_neg_sample_args"].get("dynamic", False):
+            train_data.get_model(self.model)
+        if self.stop_reason == "early_stopped":  # resumed after convergence: nothing left to train
+            return self.best_valid_score, self.best_valid_result
+        self.stop_reason = None
+        for epoch_idx in range(self.start_epoch, self.epochs):
+            if self.budget_seconds is not None and self.train_seconds >= self.budget_seconds:
+                self.stop_reason = "budget"
+                break
+            start = time.time()
+            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
+            trained = time.time()
+            self.epoch_seconds.append(trained - start)
+            if verbose:
+                self.logger.info(self._generate_train_loss_output(epoch_idx, start, trained, train_loss))
+            valid_note = ""
+            if self.eval_step <= 0 or not valid_data:
+                if saved:
+                    self._save_checkpoint(epoch_idx, verbose=verbose)
+                self.best_epoch = epoch_idx
+                self.valid_seconds.append(0.0)
+            elif (epoch_idx + 1) % self.eval_step == 0:
+                valid_score, valid_result = self._valid_epoch(valid_data, show_progress=show_progress)
+                self.best_valid_score, self.cur_step, stop_flag, update_flag = early_stopping(
+                    valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
+                    bigger=self.valid_metric_bigger)
+                if update_flag:
+                    if saved:
+                        self._save_checkpoint(epoch_idx, verbose=verbose)
+                    self.best_valid_result = valid_result
+                    self.best_epoch = epoch_idx
+                if verbose:
+                    self.logger.info(f"epoch {epoch_idx} valid {self.valid_metric}={valid_score:.6f}")
+                if callback_fn:
+                    callback_fn(epoch_idx, valid_score)
+                if stop_flag:
+                    self.stop_reason = "early_stopped"
+                self.valid_seconds.append(time.time() - trained)
+                valid_note = (f", valid {self.valid_metric} {valid_score:.4f} (best {self.best_valid_score:.4f} at "
+                              f"epoch {(self.best_epoch or 0) + 1}, patience {self.cur_step}/{self.stopping_step})")
+            else:
+                self.valid_seconds.append(0.0)
+            self.train_seconds += time.time() - start
+            self.epochs_done = epoch_idx + 1
+            left_epochs = self.epochs - self.epochs_done
+            if (self.stop_reason is None and left_epochs > 0 and self.budget_seconds is not None
+                    and self.train_seconds + self._mean_epoch_cost() > self.budget_seconds):
+                self.stop_reason = "budget"
+            if saved:
+                self.save_resume_point(epoch_idx)
+            eta = 0.0 if self.stop_reason else left_epochs * self._mean_epoch_cost()
+            if self.budget_seconds is not None and not self.stop_reason:
+                eta = min(eta, max(0.0, self.budget_seconds - self.train_seconds))
+            self.progress(f"{self.label} epoch {epoch_idx + 1}/{self.epochs}: train {self.epoch_seconds[-1]:.1f}s"
+                          f"{valid_note}; trained {format_seconds(self.train_seconds)}, "
+                          f"left <= {format_seconds(eta)}" + (f" [{self.stop_reason}]" if self.stop_reason else ""))
+            if self.interrupt_after_epoch is not None and epoch_idx == self.interrupt_after_epoch:
+                if self.hard_interrupt:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                raise SimulatedInterruption(f"simulated interruption after epoch {epoch_idx + 1}")
+            if self.stop_reason:
+                break
+        if self.stop_reason is None:
+            self.stop_reason = "max_epochs"
+        return self.best_valid_score, self.best_valid_result
+
+
+def leaderboard_trainer(base):
+    """The leaderboard subclass of the RecBole trainer class ``base``."""
+    return type(f"Leaderboard{base.__name__}", (LeaderboardTrainerMixin, base), {})

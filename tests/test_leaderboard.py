@@ -1,0 +1,223 @@
+"""Leaderboard on the tiny dataset: outputs, failing rows, crash and resume, budget, and the cold-start split.
+
+Only one test starts a row in its own process (the default); the others run rows in-process
+(``isolate=False``), which takes the same code path from the phase spec onwards but skips the ~15 s
+interpreter start of each child.
+"""
+
+import csv
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+import torch
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+import recbole_lamia.leaderboard.trainer as lb_trainer
+from recbole_lamia.leaderboard import RowSpec, run_leaderboard
+from recbole_lamia.leaderboard.cold_start import (
+    cold_set_hash,
+    cold_start_build,
+    cold_test_loader,
+    eligible_items,
+    select_cold_items,
+)
+from tests.conftest import TINY_DATASET, tiny_config
+
+
+def _overrides(data_path, encoder_path, tmp_path, **extra):
+    config = tiny_config(data_path, encoder_path, tmp_path, **extra)
+    for key in ("data_path", "seed", "checkpoint_dir"):  # the leaderboard sets these itself
+        config.pop(key)
+    return config
+
+
+def _run(tmp_path, data_path, overrides, messages=None, **kwargs):
+    kwargs.setdefault("seed", 7)
+    kwargs.setdefault("isolate", False)
+    kwargs.setdefault("threads", 1)  # 2 busy cores: one thread per row is ~10x faster than two
+    log = messages.append if messages is not None else (lambda message: None)
+    return run_leaderboard(TINY_DATASET, data_path=data_path, overrides=overrides,
+                           out_dir=str(tmp_path / "results"), checkpoint_dir=str(tmp_path / "ckpt"), log=log, **kwargs)
+
+
+def _csv_rows(tmp_path):
+    with open(tmp_path / "results" / f"{TINY_DATASET}.csv", newline="", encoding="utf-8") as f:
+        return {row["row"]: row for row in csv.DictReader(f)}
+
+
+def _finite_unit(value):
+    number = float(value)
+    return math.isfinite(number) and 0.0 <= number <= 1.0
+
+
+def test_rows_outputs_and_a_failing_row(tiny_data_path, tiny_bert_path, tmp_path):
+    rows = {"Broken": RowSpec("LAMIA", {"quantizer": "no_such_quantizer"})}
+    messages = []
+    _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path), messages,
+         models=["LAMIA", "Broken", "SASRec"], rows=rows, cold_start_mode="shared")
+    out = tmp_path / "results"
+    for ext in ("csv", "md", "png"):
+        assert (out / f"{TINY_DATASET}.{ext}").exists()
+    assert (out / f"{TINY_DATASET}.png").read_bytes()[:4] == b"\x89PNG"
+    table = _csv_rows(tmp_path)
+    assert list(table) == ["LAMIA", "Broken", "SASRec"]
+
+    for name in ("LAMIA", "SASRec"):
+        row = table[name]
+        assert row["status"] == "max_epochs" and row["error"] == ""
+        for key in ("test_recall@5", "test_recall@10", "test_ndcg@5", "test_ndcg@10", "best_valid_ndcg@10",
+                    "cold_recall@10", "cold_ndcg@10"):
+            assert _finite_unit(row[key]), (name, key, row[key])
+        assert row["epochs_run"] == "1" and float(row["train_seconds"]) > 0 and float(row["epoch_seconds"]) > 0
+        assert float(row["eval_seconds"]) >= 0 and int(row["parameters"]) > 0 and float(row["peak_rss_gb"]) > 0
+        assert row["device"].startswith("cpu") and int(row["cold_test_cases"]) > 0
+    assert table["LAMIA"]["cold_set"] == table["SASRec"]["cold_set"]  # one cold split for every row
+    lamia = table["LAMIA"]
+    assert float(lamia["tokenizer_seconds"]) > 0 and 0 < float(lamia["code_usage"]) <= 1
+    assert 0 <= float(lamia["collision_rate"]) < 1 and lamia["semantic_id_length"] == "3"
+    assert table["SASRec"]["tokenizer_seconds"] == ""
+
+    broken = table["Broken"]
+    assert broken["status"] == "error" and "no_such_quantizer" in broken["error"]
+    markdown = (out / f"{TINY_DATASET}.md").read_text()
+    assert "## Errors" in markdown and all(f"| {name} |" in markdown for name in table)
+    assert any("LAMIA [main] epoch 1/1" in m for m in messages)  # progress: row, epoch, time left
+    assert any("left <=" in m for m in messages)
+
+
+def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_path, tiny_bert_path, tmp_path):
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=2)
+    messages = []
+    # In its own process, killed (SIGKILL) right after epoch 1 of 2 was saved.
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], isolate=True, cold_start_ratio=0,
+         interrupt_after_epoch={"SASRec": 0})
+    row = _csv_rows(tmp_path)["SASRec"]
+    assert row["status"] == "error" and "SIGKILL" in row["error"] and row["process"] == "subprocess"
+    assert any("SASRec [main] epoch 1/2" in m for m in messages)  # the child's progress reaches the parent
+    assert os.path.exists(tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main" / "last.pth")
+
+    messages.clear()
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
+    row = _csv_rows(tmp_path)["SASRec"]
+    assert row["status"] == "max_epochs" and row["error"] == ""
+    assert row["resumed_from_epoch"] == "1" and row["epochs_run"] == "2"  # trained epoch 2 only
+    assert any("resuming at epoch 2" in m for m in messages)
+    assert not any("epoch 1/2" in m for m in messages)
+    assert _finite_unit(row["test_ndcg@10"])
+
+    messages.clear()
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
+    assert _csv_rows(tmp_path)["SASRec"]["finished_at"] == row["finished_at"]  # finished rows are kept
+    assert any("finished earlier" in m for m in messages)
+
+
+def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, monkeypatch):
+    _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3),
+         models=["SASRec"], cold_start_ratio=0, max_minutes=1e-5)
+    row = _csv_rows(tmp_path)["SASRec"]
+    assert row["status"] == "budget" and row["epochs_run"] == "1" and row["max_epochs"] == "3"
+
+    # --resume reopens a finished row: epochs=2 and no budget -> one more epoch from the saved one.
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=2)
+    _run(tmp_path, tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0, resume=["SASRec"])
+    row = _csv_rows(tmp_path)["SASRec"]
+    assert row["status"] == "max_epochs" and row["resumed_from_epoch"] == "1" and row["epochs_run"] == "2"
+
+    # --rerun starts from scratch; validation that stops at the 2nd evaluation is recorded as early_stopped.
+    calls = []
+
+    def stop_at_second_evaluation(value, best, cur_step, max_step, bigger=True):
+        calls.append(value)
+        return (value, 0, False, True) if len(calls) == 1 else (best, 1, True, False)
+
+    monkeypatch.setattr(lb_trainer, "early_stopping", stop_at_second_evaluation)
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)
+    _run(tmp_path, tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0, rerun=["SASRec"])
+    row = _csv_rows(tmp_path)["SASRec"]
+    assert row["resumed_from_epoch"] == "" and row["status"] == "early_stopped"
+    assert row["epochs_run"] == "2" and row["best_epoch"] == "1"
+
+
+def _dataset(model, config_dict):
+    config = Config(model=model, dataset=TINY_DATASET, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    return config, create_dataset(config)
+
+
+def _raw_train_sequences(data_path, dataset):
+    """Each user's training items (all but the last two), in time order, from the raw atomic file."""
+    events = defaultdict(list)
+    with open(os.path.join(data_path, TINY_DATASET, f"{TINY_DATASET}.inter"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            user, item, stamp = line.rstrip("\n").split("\t")
+            events[user].append((float(stamp), item))
+    sequences = {}
+    for user, items in events.items():
+        ids = [int(dataset.token2id(dataset.iid_field, item)) for _, item in sorted(items)]
+        sequences[int(dataset.token2id(dataset.uid_field, user))] = ids[:-2]
+    return sequences
+
+
+def _samples(split):
+    inter = split.inter_feat
+    lengths = inter[split.item_list_length_field].tolist()
+    histories = inter[split.iid_field + "_list"].tolist()
+    out = defaultdict(list)
+    for user, hist, length, target in zip(inter[split.uid_field].tolist(), histories, lengths,
+                                          inter[split.iid_field].tolist()):
+        out[user].append((tuple(hist[:length]), target))
+    return out
+
+
+def test_cold_start_split_is_seeded_and_removes_exactly_the_cold_items(tiny_data_path, tiny_bert_path, tmp_path):
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path)
+    config, dataset = _dataset("SASRec", config_dict)
+    cold = select_cold_items(dataset, 0.05, seed=7)
+    assert len(cold) == round(0.05 * len(eligible_items(dataset)))
+    assert np.array_equal(cold, select_cold_items(dataset, 0.05, seed=7))
+    assert not np.array_equal(cold, select_cold_items(dataset, 0.05, seed=8))
+    cold_set = set(cold.tolist())
+
+    _, plain_dataset = _dataset("SASRec", config_dict)
+    plain = plain_dataset.build()
+    stats = {}
+    with cold_start_build(cold, stats):
+        train, valid, test = data_preparation(config, dataset)
+    # valid and test are untouched: cold items stay in their histories and targets
+    for before, after in zip(plain[1:], (valid.dataset, test.dataset)):
+        assert all(torch.equal(before.inter_feat[k], after.inter_feat[k]) for k in before.inter_feat.columns)
+    assert any(t in cold_set for t in test.dataset.inter_feat["item_id"].tolist())
+
+    # train == RecBole's augmentation of each user's cold-free training sequence (from the raw file)
+    max_len = config["MAX_ITEM_LIST_LENGTH"]
+    expected = {}
+    for user, items in _raw_train_sequences(tiny_data_path, dataset).items():
+        seq = [i for i in items if i not in cold_set]
+        samples = [(tuple(seq[max(0, j - max_len):j]), seq[j]) for j in range(1, len(seq))]
+        if samples:
+            expected[user] = samples
+    assert dict(_samples(train.dataset)) == expected
+    plain_targets = plain[0].inter_feat["item_id"].tolist()
+    assert stats["removed_cold_target_samples"] == sum(t in cold_set for t in plain_targets) > 0
+    ts = train.dataset.inter_feat
+    assert torch.equal(ts["timestamp_list"][:, 0] > 0, ts["item_length"] > 0)  # parallel list fields follow
+
+    loader, cases = cold_test_loader(config, test, cold)
+    test_targets = test.dataset.inter_feat["item_id"].numpy()
+    assert cases == int(np.isin(test_targets, cold).sum()) > 0
+    assert set(loader.dataset.inter_feat["item_id"].tolist()) <= cold_set
+
+    # LAMIA trains at every position of the kept sequence ends: no cold item may appear anywhere in training
+    lamia_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, item_embedding="sentence")
+    _, lamia_dataset = _dataset("LAMIA", lamia_dict)
+    lamia_cold = select_cold_items(lamia_dataset, 0.05, seed=7)
+    assert cold_set_hash(lamia_dataset, lamia_cold) == cold_set_hash(dataset, cold)
+    with cold_start_build(lamia_cold):
+        lamia_train = lamia_dataset.build()[0]
+    seen = {item for samples in _samples(lamia_train).values() for hist, target in samples for item in hist + (target,)}
+    assert not seen & set(lamia_cold.tolist()) and len(lamia_train) < len(train.dataset)
