@@ -6,6 +6,10 @@ Each breakage is handled on purpose (see README, "Compatibility"):
 * ray imports ``pkg_resources``, removed from setuptools 81.  **Pin**: ``setuptools<81``.
 * pandas 3 makes RecBole's chained ``df[f].fillna(..., inplace=True)`` a no-op (copy-on-write), so
   missing values would silently survive.  **Pin**: ``pandas<3``.
+* RecBole's ``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import, and importing
+  ``recbole.model.sequential_recommender`` (which every sequential model's ``get_model`` does) imports
+  it: anomaly detection then slows every backward pass of every model about 2x.  **Shim**: switch it
+  off again after that import (``disable_recbole_anomaly_detection``); turn it on yourself to debug.
 * ``torch>=2.6`` defaults ``torch.load(weights_only=True)``, which refuses RecBole's own checkpoints
   (they pickle the Config object).  **Shim** (this module): RecBole's trainer module gets a ``torch``
   proxy whose ``load`` defaults to ``weights_only=False``, and ``load_data_and_model`` (which imports
@@ -78,3 +82,9 @@ def patch_recbole_checkpoint_loading():
 def silence_recbole_chained_fillna_warning():
     """pandas 2.x warns on every RecBole ``fillna(inplace=True)``; with ``pandas<3`` pinned it works."""
     warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
+
+
+def disable_recbole_anomaly_detection():
+    """Undo the ``set_detect_anomaly(True)`` that importing RecBole's sequential models performs."""
+    importlib.import_module("recbole.model.sequential_recommender")
+    torch.autograd.set_detect_anomaly(False)

@@ -88,3 +88,13 @@ def test_load_data_and_model_reads_a_saved_lamia_checkpoint(tiny_data_path, tiny
     checkpoint = glob.glob(str(tmp_path / "saved" / "LAMIA-*.pth"))[0]
     config, model, dataset, *_ = load_data_and_model(checkpoint)
     assert isinstance(model, LAMIA) and config["model"] == "LAMIA"
+
+
+def test_recbole_anomaly_detection_is_switched_off():
+    from recbole_lamia.compat import disable_recbole_anomaly_detection
+
+    torch.autograd.set_detect_anomaly(True)  # what importing RecBole's sine.py does
+    disable_recbole_anomaly_detection()
+    assert not torch.is_anomaly_enabled()
+    get_model("SASRec")
+    assert not torch.is_anomaly_enabled()
