@@ -4,22 +4,30 @@ Importing this package registers the plugin's models, datasets and YAML defaults
 RecBole's own ``get_model``, ``create_dataset`` and ``run_recbole`` see them.
 """
 
-from recbole_lamia.compat import patch_recbole_checkpoint_loading, silence_recbole_chained_fillna_warning
+from recbole_lamia.compat import (
+    disable_recbole_anomaly_detection,
+    patch_recbole_checkpoint_loading,
+    silence_recbole_chained_fillna_warning,
+)
 from recbole_lamia.utils.registration import (
     patch_config_properties,
     register_dataset,
     register_model,
     registered_models,
 )
-from recbole_lamia.data.dataset import LAMIADataset
+from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+from recbole_lamia.model.sequential_recommender.tiger import TIGER
 
 __version__ = "0.1.0"
 
 patch_recbole_checkpoint_loading()
+disable_recbole_anomaly_detection()
 silence_recbole_chained_fillna_warning()
 patch_config_properties()
 register_model(LAMIA)
 register_dataset(LAMIADataset, "LAMIA")
+register_model(TIGER)
+register_dataset(TIGERDataset, "TIGER")
 
-__all__ = ["LAMIA", "LAMIADataset", "registered_models", "__version__"]
+__all__ = ["LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "registered_models", "__version__"]

@@ -57,3 +57,7 @@ def keep_sequence_ends(train_dataset, max_len):
     keep = (end_of_sample - np.arange(n)) % max_len == 0
     train_dataset.inter_feat = train_dataset.inter_feat[torch.from_numpy(np.flatnonzero(keep))]
     return train_dataset
+
+
+class TIGERDataset(SemanticIDDataset):
+    """Dataset for TIGER: sentence embedding + RQ-VAE + a disambiguation token (see ``properties/TIGER.yaml``)."""

@@ -9,7 +9,7 @@ from recbole_lamia.quantizer.base import (
     register_quantizer,
 )
 from recbole_lamia.quantizer.collision import resolve_collisions
-from recbole_lamia.quantizer import kmeans, pq, random, rq_kmeans  # noqa: F401  (registration)
+from recbole_lamia.quantizer import kmeans, pq, random, rq_kmeans, rqvae  # noqa: F401  (registration)
 
 __all__ = [
     "QUANTIZER_REGISTRY",

@@ -1,0 +1,161 @@
+"""TIGER (Rajput et al., 2023): a T5 encoder-decoder that generates the next item's semantic ID."""
+
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+from torch.nn import functional as F
+from transformers import T5Config, T5ForConditionalGeneration
+
+from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
+from recbole_lamia.model.sequential_recommender.lamia import max_topk
+
+PAD_TOKEN = 0  # padding, and T5's decoder start token
+
+
+class TIGER(SequentialRecommender):
+    """Reads the history as a flat sequence of semantic tokens and decodes the next item's L tokens.
+
+    * Vocabulary: ``0`` = pad / decoder start, then each level's codes at their own offset, then the
+      optional user tokens (``tiger_use_user_token``: the user id hashed into ``tiger_user_buckets``).
+    * Encoder input: the last ``MAX_ITEM_LIST_LENGTH`` items, each as its L tokens, left-aligned with
+      an attention mask (T5's relative positions make the alignment irrelevant), after the user token.
+    * Training: teacher-forced cross-entropy over the target item's L tokens (``calculate_loss``).
+    * Inference: beam search constrained by the prefix trie of real IDs, so every beam is an item;
+      ``full_sort_predict`` gives beam items their log-probability and every other item ``-inf``.
+    """
+
+    input_type = InputType.POINTWISE
+    # Upper bound on the decoder rows (users x beams) of one beam-search pass; bounds memory.
+    max_beam_rows = 4096
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        codes = getattr(dataset, "item_semantic_ids", None)
+        if codes is None:
+            raise ValueError(f"{type(self).__name__} needs a dataset with item_semantic_ids "
+                             f"(built by {type(self).__name__}Dataset); got {type(dataset).__name__}.")
+        self.beam_size = int(config["beam_size"] or 0)
+        if self.beam_size < max_topk(config):
+            raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}): "
+                             "items outside the beam all score -inf.")
+        if config["train_all_positions"]:
+            raise ValueError("TIGER learns one target per training sample; set train_all_positions: False "
+                             "(otherwise the dataset would drop most training prefixes).")
+        self.use_user_token = bool(config["tiger_use_user_token"])
+        self.user_buckets = int(config["tiger_user_buckets"] or 2000)
+
+        real = codes[1:]
+        self.n_levels = codes.size(1)
+        self.level_sizes = (real.max(0).values + 1).tolist()
+        # Token id of code c at level l: 1 + (codes of the levels before l) + c.
+        offsets = 1 + torch.tensor([0] + self.level_sizes[:-1]).cumsum(0)
+        self.register_buffer("level_offsets", offsets, persistent=False)
+        self.register_buffer("item_codes", codes.clamp(min=0), persistent=False)
+        tokens = torch.where(codes >= 0, codes + offsets, torch.full_like(codes, PAD_TOKEN))
+        self.register_buffer("item_tokens", tokens, persistent=False)
+        self.user_token_offset = 1 + int(sum(self.level_sizes))
+        vocab_size = self.user_token_offset + (self.user_buckets if self.use_user_token else 0)
+
+        t5_config = T5Config(
+            vocab_size=vocab_size, d_model=config["d_model"], d_kv=config["d_kv"], d_ff=config["d_ff"],
+            num_layers=config["num_encoder_layers"], num_decoder_layers=config["num_decoder_layers"],
+            num_heads=config["num_heads"], dropout_rate=config["dropout_rate"],
+            relative_attention_num_buckets=config["relative_attention_num_buckets"] or 32,
+            feed_forward_proj="relu", pad_token_id=PAD_TOKEN, decoder_start_token_id=PAD_TOKEN,
+            eos_token_id=None,  # IDs have a fixed length, so generation needs no end token
+            use_cache=False,  # the beam search reruns the short decoder prefix, so a key/value cache is unused
+        )
+        self.t5 = T5ForConditionalGeneration(t5_config)
+        self._trie = None
+
+    # --- inputs -------------------------------------------------------------------------------------
+
+    def encoder_inputs(self, interaction):
+        """``(input_ids, attention_mask)`` ``[B, (1 +) T * L]``: the history's tokens, pads masked out."""
+        item_seq = interaction[self.ITEM_SEQ]
+        input_ids = self.item_tokens[item_seq].flatten(1)
+        if self.use_user_token:
+            # RecBole's user ids are arbitrary integers, so the modulo is as good a hash as any.
+            user_tokens = self.user_token_offset + interaction[self.USER_ID] % self.user_buckets
+            input_ids = torch.cat([user_tokens.unsqueeze(1), input_ids], dim=1)
+        return input_ids, input_ids != PAD_TOKEN
+
+    def _decoder_inputs(self, target_tokens):
+        """Teacher forcing: the decoder reads the start token then the first L - 1 target tokens."""
+        start = target_tokens.new_full((target_tokens.size(0), 1), PAD_TOKEN)
+        return torch.cat([start, target_tokens[:, :-1]], dim=1)
+
+    def _encode(self, interaction):
+        input_ids, attention_mask = self.encoder_inputs(interaction)
+        hidden = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden, attention_mask
+
+    def _token_log_probs(self, hidden, attention_mask, target_tokens):
+        """``[B, L]`` teacher-forced log-probabilities of ``target_tokens`` over the full vocabulary."""
+        logits = self.t5(encoder_outputs=(hidden,), attention_mask=attention_mask,
+                         decoder_input_ids=self._decoder_inputs(target_tokens)).logits
+        return F.log_softmax(logits, dim=-1).gather(-1, target_tokens.unsqueeze(-1)).squeeze(-1)
+
+    # --- training -----------------------------------------------------------------------------------
+
+    def calculate_loss(self, interaction):
+        input_ids, attention_mask = self.encoder_inputs(interaction)
+        target_tokens = self.item_tokens[interaction[self.POS_ITEM_ID]]
+        logits = self.t5(input_ids=input_ids, attention_mask=attention_mask,
+                         decoder_input_ids=self._decoder_inputs(target_tokens)).logits
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_tokens.reshape(-1))
+
+    # --- inference ----------------------------------------------------------------------------------
+
+    def predict(self, interaction):
+        """Log-probability of ``interaction[ITEM_ID]``: the sum of its tokens' teacher-forced log-probs."""
+        hidden, attention_mask = self._encode(interaction)
+        target_tokens = self.item_tokens[interaction[self.ITEM_ID]]
+        return self._token_log_probs(hidden, attention_mask, target_tokens).sum(-1)
+
+    @property
+    def trie(self):
+        if self._trie is None:
+            self._trie = PrefixTrie(self.item_codes[1:].cpu().numpy(), item_ids=range(1, self.n_items))
+        if self._trie.leaf_item.device != self.item_codes.device:
+            self._trie.to(self.item_codes.device)
+        return self._trie
+
+    def beam_search(self, interaction):
+        """``(items [B, beam], log_probs [B, beam])``, best first; every item is real (-1 pads a short beam)."""
+        hidden, attention_mask = self._encode(interaction)
+        users_per_pass = max(1, self.max_beam_rows // self.beam_size)
+        items, scores = [], []
+        for start in range(0, hidden.size(0), users_per_pass):
+            chunk = slice(start, start + users_per_pass)
+            chunk_items, chunk_scores = self._beam_search_encoded(hidden[chunk], attention_mask[chunk])
+            items.append(chunk_items)
+            scores.append(chunk_scores)
+        return torch.cat(items), torch.cat(scores)
+
+    def _beam_search_encoded(self, hidden, attention_mask):
+        batch = hidden.size(0)
+
+        def level_scorer(level, prefix):
+            # Run the decoder on [start, prefix tokens] for all batch x beam rows at once; the encoder
+            # output was computed once per user and is only repeated here.
+            width = prefix.size(1)
+            prefix_tokens = (prefix + self.level_offsets[:level]).reshape(batch * width, level)
+            decoder_input = torch.cat([prefix_tokens.new_full((batch * width, 1), PAD_TOKEN), prefix_tokens], 1)
+            logits = self.t5(encoder_outputs=(hidden.repeat_interleave(width, 0),),
+                             attention_mask=attention_mask.repeat_interleave(width, 0),
+                             decoder_input_ids=decoder_input).logits[:, -1]
+            offset, size = int(self.level_offsets[level]), self.level_sizes[level]
+            log_probs = F.log_softmax(logits, dim=-1)[:, offset:offset + size]
+            return log_probs.reshape(batch, width, size)
+
+        return constrained_beam_search(self.trie, level_scorer, batch, self.beam_size, device=hidden.device)
+
+    def full_sort_predict(self, interaction):
+        items, beam_scores = self.beam_search(interaction)
+        batch = items.size(0)
+        scores = torch.full((batch, self.n_items), float("-inf"), device=beam_scores.device)
+        valid = items >= 0
+        rows = torch.arange(batch, device=items.device).unsqueeze(1).expand_as(items)
+        scores[rows[valid], items[valid]] = beam_scores[valid]
+        return scores
