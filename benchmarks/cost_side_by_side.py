@@ -3,6 +3,8 @@
 Each stage runs in its own process, so peak memory is per stage:
   tokenizer  build the LAMIA dataset with an empty semantic-ID cache (tuning + quantizing)
   <model>    one training epoch and one full-sort evaluation of all test users
+             (with --max_batches=N only the first N batches of each are timed and the full pass is
+             extrapolated; the row says so: for models too slow to run a whole epoch here, e.g. TIGER)
 
     python benchmarks/cost_side_by_side.py --dataset=amazon-beauty --data_path=../shared/datasets
 
@@ -25,7 +27,19 @@ def _peak_rss_gb():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3)
 
 
-def run_stage(stage, dataset, data_path, overrides):
+def _timed_batches(loader, max_batches, step):
+    """Run ``step`` on up to ``max_batches`` batches; return (seconds, batches run, batches in the loader)."""
+    total = len(loader)
+    start, done = time.time(), 0
+    for batch in loader:
+        step(batch)
+        done += 1
+        if max_batches and done >= max_batches:
+            break
+    return time.time() - start, done, total
+
+
+def run_stage(stage, dataset, data_path, overrides, max_batches=0):
     import torch
 
     import recbole_lamia  # noqa: F401
@@ -59,16 +73,36 @@ def run_stage(stage, dataset, data_path, overrides):
     train, valid, test = data_preparation(config, data)
     net = get_model(model)(config, train._dataset).to(config["device"])
     trainer = Trainer(config, net)
-    start = time.time()
-    loss = trainer._train_epoch(train, 0, show_progress=False)
-    row["epoch_seconds"] = round(time.time() - start, 1)
     row["train_samples"] = len(train.dataset)
-    row["train_loss"] = float(loss if not isinstance(loss, tuple) else sum(loss))
-    start = time.time()
-    result = trainer.evaluate(test, load_best_model=False, show_progress=False)
-    row["full_sort_eval_seconds"] = round(time.time() - start, 1)
     row["test_users"] = len(test.dataset)
-    row["test_after_one_epoch"] = {k: float(v) for k, v in result.items()}
+    if not max_batches:
+        start = time.time()
+        loss = trainer._train_epoch(train, 0, show_progress=False)
+        row["epoch_seconds"] = round(time.time() - start, 1)
+        row["train_loss"] = float(loss if not isinstance(loss, tuple) else sum(loss))
+        start = time.time()
+        result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+        row["full_sort_eval_seconds"] = round(time.time() - start, 1)
+        row["test_after_one_epoch"] = {k: float(v) for k, v in result.items()}
+    else:
+        def train_step(batch):
+            net.train()
+            trainer.optimizer.zero_grad()
+            net.calculate_loss(batch.to(config["device"])).backward()
+            trainer.optimizer.step()
+
+        def eval_step(batch):
+            net.eval()
+            with torch.no_grad():
+                net.full_sort_predict(batch[0].to(config["device"]))
+
+        seconds, done, total = _timed_batches(train, max_batches, train_step)
+        row["epoch_seconds"] = round(seconds / done * total, 1)
+        row["train_batches_timed"] = f"{done}/{total}"
+        seconds, done, total = _timed_batches(test, max_batches, eval_step)
+        row["full_sort_eval_seconds"] = round(seconds / done * total, 1)
+        row["eval_batches_timed"] = f"{done}/{total}"
+        row["extrapolated"] = True
     row["parameters"] = sum(p.numel() for p in net.parameters())
     row["peak_rss_gb"] = _peak_rss_gb()
     return row
@@ -79,6 +113,8 @@ def main():
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--data_path", default=os.path.join(ROOT, "..", "shared", "datasets"))
     parser.add_argument("--stages", default="tokenizer,SASRec,LAMIA")
+    parser.add_argument("--output_suffix", default="", help="results/cost_<dataset>_<suffix>.json")
+    parser.add_argument("--max_batches", type=int, default=0, help="time only N batches and extrapolate")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", default=[], help="key=value (YAML value) override for all stages")
     args = parser.parse_args()
@@ -86,13 +122,15 @@ def main():
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.stage:
-        print("RESULT " + json.dumps(run_stage(args.stage, args.dataset, os.path.abspath(args.data_path), overrides)))
+        print("RESULT " + json.dumps(run_stage(args.stage, args.dataset, os.path.abspath(args.data_path), overrides,
+                                                args.max_batches)))
         return
     rows = []
-    out = os.path.join(ROOT, "results", f"cost_{args.dataset}.json")
+    suffix = f"_{args.output_suffix}" if args.output_suffix else ""
+    out = os.path.join(ROOT, "results", f"cost_{args.dataset}{suffix}.json")
     for stage in args.stages.split(","):
         cmd = [sys.executable, __file__, f"--stage={stage}", f"--dataset={args.dataset}",
-               f"--data_path={args.data_path}"] + [f"--set={s}" for s in args.set]
+               f"--data_path={args.data_path}", f"--max_batches={args.max_batches}"] + [f"--set={s}" for s in args.set]
         print(f"[{time.strftime('%H:%M:%S')}] running {stage} ...", flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -102,7 +140,7 @@ def main():
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out, "w") as f:
             json.dump({"dataset": args.dataset, "overrides": overrides, "cpu_count": os.cpu_count(),
-                       "rows": rows}, f, indent=1)
+                       "max_batches": args.max_batches, "rows": rows}, f, indent=1)
     print(f"wrote {out}")
 
 

@@ -236,7 +236,7 @@ class PaletteEmbedder:
                 if not torch.isfinite(total):
                     raise FloatingPointError(
                         f"Palette tuning loss is {total.item()} at epoch {epoch}, step {batch_index} "
-                        f"(global step {step}); parts: { {k: float(v) for k, v in losses.items()} }. "
+                        f"(global step {step}); parts: { {k: float(v.detach()) for k, v in losses.items()} }. "
                         "Lower palette_learning_rate or check the item texts."
                     )
                 optimizer.zero_grad()
