@@ -41,12 +41,12 @@ def _timed_batches(loader, max_batches, step):
 
 def run_stage(stage, dataset, data_path, overrides, max_batches=0):
     import torch
-
-    import recbole_lamia  # noqa: F401
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.trainer import Trainer
     from recbole.utils import get_model, init_seed
+
+    import recbole_lamia  # noqa: F401
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     config_dict = {"data_path": data_path, "show_progress": False, "state": "WARNING", "use_gpu": False}

@@ -19,8 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_one(model, dataset, config_dict):
-    import recbole_lamia  # noqa: F401
     from recbole.quick_start import run_recbole
+
+    import recbole_lamia  # noqa: F401
 
     start = time.time()
     result = run_recbole(model=model, dataset=dataset, config_dict=config_dict, saved=False)

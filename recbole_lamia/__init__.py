@@ -9,15 +9,15 @@ from recbole_lamia.compat import (
     patch_recbole_checkpoint_loading,
     silence_recbole_chained_fillna_warning,
 )
+from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
+from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+from recbole_lamia.model.sequential_recommender.tiger import TIGER
 from recbole_lamia.utils.registration import (
     patch_config_properties,
     register_dataset,
     register_model,
     registered_models,
 )
-from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
-from recbole_lamia.model.sequential_recommender.lamia import LAMIA
-from recbole_lamia.model.sequential_recommender.tiger import TIGER
 
 __version__ = "0.1.0"
 

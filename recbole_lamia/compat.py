@@ -17,14 +17,13 @@ Each breakage is handled on purpose (see README, "Compatibility"):
   safe default; only checkpoints RecBole itself wrote in ``checkpoint_dir`` go through these paths.
 """
 
+import contextlib
 import functools
 import importlib
+import os
 import warnings
 
 import torch
-
-import contextlib
-import os
 
 
 class _TorchWithTrustedCheckpointLoad:

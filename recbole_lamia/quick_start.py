@@ -3,7 +3,6 @@
 import importlib
 import pkgutil
 
-import recbole.model
 from recbole.quick_start import run_recbole
 from recbole.utils import get_model
 

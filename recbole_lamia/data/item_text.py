@@ -1,9 +1,9 @@
 """Turn an item's feature fields into one text string."""
 
 import re
+from logging import getLogger
 
 from recbole.utils import FeatureType, set_color
-from logging import getLogger
 
 # A RecBole Amazon category list reads "'Skin Care', 'Face'" once its token_seq is joined back.
 _QUOTED_PHRASE = re.compile(r"'([^']*)'")

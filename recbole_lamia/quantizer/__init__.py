@@ -1,5 +1,6 @@
 """Quantizers turn item embeddings into semantic IDs. Importing this package registers the built-in ones."""
 
+from recbole_lamia.quantizer import kmeans, pq, random, rq_kmeans, rqvae  # noqa: F401  (registration)
 from recbole_lamia.quantizer.base import (
     QUANTIZER_REGISTRY,
     AbstractQuantizer,
@@ -9,7 +10,6 @@ from recbole_lamia.quantizer.base import (
     register_quantizer,
 )
 from recbole_lamia.quantizer.collision import resolve_collisions
-from recbole_lamia.quantizer import kmeans, pq, random, rq_kmeans, rqvae  # noqa: F401  (registration)
 
 __all__ = [
     "QUANTIZER_REGISTRY",

@@ -1,11 +1,11 @@
 """LAMIA's generative recommender over parallel semantic IDs."""
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
 from recbole.utils import InputType
+from torch import nn
+from torch.nn import functional as F
 
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
 
