@@ -12,9 +12,7 @@ configuration instead (options: ``python -m recbole_lamia.leaderboard --help``).
 import argparse
 import sys
 
-import recbole_lamia
-import recbole_lamia.quick_start
-from recbole_lamia.quick_start import run
+from recbole_lamia.quick_start import check_model_name, format_summary, run
 
 
 def main(argv=None):
@@ -30,12 +28,12 @@ def main(argv=None):
     args, _ = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     try:
-        recbole_lamia.quick_start.check_model_name(args.model)
+        check_model_name(args.model)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = run(args.model, args.dataset, config_file_list=config_files)
-    print(recbole_lamia.quick_start.format_summary(args.model, args.dataset, result))
+    print(format_summary(args.model, args.dataset, result))
     return 0
 
 

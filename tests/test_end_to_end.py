@@ -80,3 +80,32 @@ def test_unseen_item_has_a_token_representation(tiny_data_path, tiny_bert_path, 
     rep = model.item_representation(torch.tensor([1, 2]))
     assert rep.shape == (2, 16) and rep.abs().sum() > 0
     assert model.item_id_embedding is None
+
+
+def test_beam_search_scores_only_real_items_with_their_exact_scores(tiny_data_path, tiny_bert_path, tmp_path):
+    config, dataset = _build("LAMIA", tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
+    train, _, test = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset).eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        exact = model.full_sort_predict(batch)
+        model.beam_search, model.beam_size = True, 12
+        beam = model.full_sort_predict(batch)
+    kept = torch.isfinite(beam)
+    assert (kept.sum(1) == 12).all() and not kept[:, 0].any()  # 12 real items, never the padding item
+    assert torch.allclose(beam[kept], exact[kept], atol=1e-5)
+    with torch.no_grad():  # a beam as wide as the catalogue is exact
+        model.beam_size = dataset.item_num - 1
+        wide = model.full_sort_predict(batch)
+    assert torch.isfinite(wide[:, 1:]).all()
+    assert torch.allclose(wide[:, 1:], exact[:, 1:], atol=1e-5)
+
+
+def test_beam_smaller_than_topk_is_rejected_before_training(tiny_data_path, tiny_bert_path, tmp_path):
+    import pytest
+
+    config, dataset = _build("LAMIA", tiny_config(tiny_data_path, tiny_bert_path, tmp_path, beam_search=True,
+                                                  beam_size=5))
+    train, _, _ = data_preparation(config, dataset)
+    with pytest.raises(ValueError, match="beam_size \\(5\\) must be >= the largest topk \\(10\\)"):
+        LAMIA(config, train._dataset)
