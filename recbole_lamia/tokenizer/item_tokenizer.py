@@ -132,47 +132,48 @@ class ItemTokenizer:
         cache = ArrayCache(os.path.join(p["semantic_id_cache_dir"], dataset.dataset_name))
 
         emb_key = self.embedding_key(texts)
-        emb_name = f"{p['item_embedding']}-{emb_key[:16]}"
-        loaded = cache.load(emb_name, emb_key)
-        if loaded is not None:
-            embeddings, emb_meta = loaded[0]["embeddings"], loaded[1]
-            self.logger.info(f"Loaded item {p['item_embedding']} embeddings {embeddings.shape} from cache.")
-            emb_meta = dict(emb_meta, cached=True)
-        else:
-            start = time.time()
-            embedder = _EMBEDDERS[p["item_embedding"]](p)
-            embeddings = embedder.embed(texts, spans)
-            emb_meta = {"seconds": round(time.time() - start, 2), "stats": embedder.stats,
-                        "history": getattr(embedder, "history", []), "n_items": len(texts) - 1}
-            cache.save(emb_name, emb_key, {"embeddings": embeddings}, emb_meta)
-            emb_meta = dict(emb_meta, cached=False)
-
+        embeddings, emb_meta = self._load_or_build(
+            cache, f"{p['item_embedding']}-{emb_key[:16]}", emb_key, "embeddings",
+            lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
         code_key = self.code_key(emb_key)
-        code_name = f"codes-{p['quantizer']}-{code_key[:16]}"
-        loaded = cache.load(code_name, code_key)
-        if loaded is not None:
-            codes, code_meta = loaded[0]["codes"], loaded[1]
-            self.logger.info(f"Loaded semantic IDs {codes.shape} ({p['quantizer']}) from cache.")
-            code_meta = dict(code_meta, cached=True)
-        else:
-            start = time.time()
-            item_embeddings = embeddings[1:]
-            quantizer = get_quantizer_class(p["quantizer"])(p)
-            raw = quantizer.fit_encode(item_embeddings)
-            diagnostics = quantizer.diagnostics(item_embeddings, raw)
-            unique, collisions = resolve_collisions(raw, p["collision_handling"], quantizer, item_embeddings)
-            codes = np.concatenate([np.full((1, unique.shape[1]), -1, dtype=np.int64), unique], axis=0)
-            code_meta = {"seconds": round(time.time() - start, 2), "diagnostics": diagnostics,
-                         "collisions": collisions, "history": quantizer.history,
-                         "code_usage_per_level_after": [int(len(np.unique(unique[:, j])))
-                                                        for j in range(unique.shape[1])]}
-            cache.save(code_name, code_key, {"codes": codes}, code_meta)
-            code_meta = dict(code_meta, cached=False)
+        codes, code_meta = self._load_or_build(
+            cache, f"codes-{p['quantizer']}-{code_key[:16]}", code_key, "codes",
+            lambda: self._quantize(embeddings), f"semantic IDs ({p['quantizer']})")
         if len(codes) != dataset.item_num:
             raise RuntimeError(f"Semantic IDs cover {len(codes)} items, the dataset has {dataset.item_num}.")
         self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": list(embeddings.shape)}
         self._log_report()
         return codes
+
+    def _load_or_build(self, cache, name, key, array_name, build, label):
+        """``(array, metadata)`` from the cache entry ``name``, or from ``build()`` (then stored)."""
+        loaded = cache.load(name, key)
+        if loaded is not None:
+            self.logger.info(f"Loaded {label} {loaded[0][array_name].shape} from cache.")
+            return loaded[0][array_name], dict(loaded[1], cached=True)
+        start = time.time()
+        array, meta = build()
+        meta = dict(meta, seconds=round(time.time() - start, 2))
+        cache.save(name, key, {array_name: array}, meta)
+        return array, dict(meta, cached=False)
+
+    def _embed(self, texts, spans):
+        embedder = _EMBEDDERS[self.params["item_embedding"]](self.params)
+        embeddings = embedder.embed(texts, spans)
+        return embeddings, {"stats": embedder.stats, "history": getattr(embedder, "history", []),
+                            "n_items": len(texts) - 1}
+
+    def _quantize(self, embeddings):
+        p = self.params
+        item_embeddings = embeddings[1:]  # row 0 is RecBole's padding item
+        quantizer = get_quantizer_class(p["quantizer"])(p)
+        raw = quantizer.fit_encode(item_embeddings)
+        diagnostics = quantizer.diagnostics(item_embeddings, raw)
+        unique, collisions = resolve_collisions(raw, p["collision_handling"], quantizer, item_embeddings)
+        codes = np.concatenate([np.full((1, unique.shape[1]), -1, dtype=np.int64), unique], axis=0)
+        return codes, {"diagnostics": diagnostics, "collisions": collisions, "history": quantizer.history,
+                       "code_usage_per_level_after": [int(len(np.unique(unique[:, j])))
+                                                      for j in range(unique.shape[1])]}
 
     def _log_report(self):
         codes = self.report["codes"]

@@ -10,6 +10,16 @@ from torch.nn import functional as F
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
 
 
+def require_semantic_ids(model, dataset):
+    """``dataset.item_semantic_ids``, or a ValueError naming the dataset class ``model`` needs."""
+    codes = getattr(dataset, "item_semantic_ids", None)
+    if codes is None:
+        name = type(model).__name__
+        raise ValueError(f"{name} needs a dataset with item_semantic_ids (built by {name}Dataset); "
+                         f"got {type(dataset).__name__}.")
+    return codes
+
+
 def max_topk(config):
     """The largest k among the evaluation ``topk`` values."""
     topk = config["topk"]
@@ -32,10 +42,7 @@ class LAMIA(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        codes = getattr(dataset, "item_semantic_ids", None)
-        if codes is None:
-            raise ValueError(f"{type(self).__name__} needs a dataset with item_semantic_ids "
-                             f"(built by {type(self).__name__}Dataset); got {type(dataset).__name__}.")
+        codes = require_semantic_ids(self, dataset)
         self.hidden_size = config["hidden_size"]
         self.train_all_positions = bool(config["train_all_positions"])
         self.beam_search = bool(config["beam_search"])

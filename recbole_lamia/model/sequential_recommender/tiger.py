@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
-from recbole_lamia.model.sequential_recommender.lamia import max_topk
+from recbole_lamia.model.sequential_recommender.lamia import max_topk, require_semantic_ids
 
 PAD_TOKEN = 0  # padding, and T5's decoder start token
 
@@ -30,10 +30,7 @@ class TIGER(SequentialRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        codes = getattr(dataset, "item_semantic_ids", None)
-        if codes is None:
-            raise ValueError(f"{type(self).__name__} needs a dataset with item_semantic_ids "
-                             f"(built by {type(self).__name__}Dataset); got {type(dataset).__name__}.")
+        codes = require_semantic_ids(self, dataset)
         self.beam_size = int(config["beam_size"] or 0)
         if self.beam_size < max_topk(config):
             raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}): "
