@@ -109,3 +109,17 @@ def test_beam_smaller_than_topk_is_rejected_before_training(tiny_data_path, tiny
     train, _, _ = data_preparation(config, dataset)
     with pytest.raises(ValueError, match="beam_size \\(5\\) must be >= the largest topk \\(10\\)"):
         LAMIA(config, train._dataset)
+
+
+def test_keep_sequence_ends_keeps_each_users_last_sample_and_every_max_len_th_before():
+    from types import SimpleNamespace
+
+    from recbole.data.interaction import Interaction
+
+    from recbole_lamia.data.dataset import keep_sequence_ends
+
+    users = torch.tensor([1, 1, 1, 2, 2, 3])
+    train = SimpleNamespace(uid_field="user_id",
+                            inter_feat=Interaction({"user_id": users, "row": torch.arange(6)}))
+    kept = keep_sequence_ends(train, max_len=2)
+    assert kept.inter_feat["row"].tolist() == [0, 2, 4, 5]
