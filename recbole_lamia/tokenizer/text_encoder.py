@@ -63,7 +63,7 @@ def load_text_encoder(name_or_path, allow_download=False):
 
 @dataclass
 class LayerStack:
-    """The transformer layers of an encoder and how to run a slice of them."""
+    """The transformer layers of an encoder, its final norm, and the attention mask it expects."""
 
     layers: nn.ModuleList
     final_norm: nn.Module
@@ -109,12 +109,3 @@ class LayerStack:
         allowed = allowed | torch.eye(seq, dtype=torch.bool, device=key_padding_mask.device)
         bias = torch.zeros(allowed.shape, dtype=torch.float32, device=key_padding_mask.device)
         return bias.masked_fill(~allowed, torch.finfo(torch.float32).min)
-
-    def run(self, hidden, attention_bias, start_layer):
-        """Run layers ``start_layer..end`` (and the final norm) on ``hidden`` ``[B, S, d]``."""
-        for layer in self.layers[start_layer:]:
-            out = layer(hidden, attention_mask=attention_bias)
-            hidden = out[0] if isinstance(out, tuple) else out
-        if self.final_norm is not None:
-            hidden = self.final_norm(hidden)
-        return hidden
