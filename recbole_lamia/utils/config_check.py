@@ -12,7 +12,7 @@ import yaml
 from recbole_lamia.utils.registration import PROPERTIES_DIR
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=None)  # one entry per folder tuple: the plugin's and RecBole's
 def _yaml_keys(pattern_dirs):
     keys = set()
     for directory in pattern_dirs:
