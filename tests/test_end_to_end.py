@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
@@ -57,6 +58,41 @@ def test_full_sort_scores_equal_sum_of_token_log_probs(tiny_data_path, tiny_bert
         # predict() agrees with full_sort_predict() for given items
         batch.interaction[model.ITEM_ID] = torch.full_like(batch[model.ITEM_SEQ_LEN], item)
         assert torch.allclose(model.predict(batch), expected, atol=1e-5)
+
+
+def test_item_logits_rank_items_as_full_sort_and_train(tiny_data_path, tiny_bert_path, tmp_path):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_loss_weight=1.0)
+    config, dataset = _build("LAMIA", config_dict)
+    train, _, test = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset).eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)[:, 1:]
+        logits = model.item_logits(model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]))
+    assert torch.isinf(logits[:, 0]).all()
+    # Same ranking: the two differ by one constant per user (the levels' log-normalisers).
+    offset = scores - logits[:, 1:]
+    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-4)
+
+    model.train()
+    token_only = LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, item_loss_weight=0)),
+                       train._dataset)
+    token_only.load_state_dict(model.state_dict())
+    token_only.train()
+    train_batch = next(iter(train))
+    torch.manual_seed(0)
+    with_item = model.calculate_loss(train_batch)
+    torch.manual_seed(0)
+    assert with_item > token_only.calculate_loss(train_batch)  # the item term is added (and positive)
+    with_item.backward()
+    assert model.level_query.weight.grad.abs().sum() > 0
+
+
+def test_negative_item_loss_weight_is_rejected(tiny_data_path, tiny_bert_path, tmp_path):
+    config, dataset = _build("LAMIA", dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_loss_weight=-1))
+    train, _, _ = data_preparation(config, dataset)
+    with pytest.raises(ValueError, match="item_loss_weight"):
+        LAMIA(config, train._dataset)
 
 
 def test_run_recbole_entry_point_uses_plugin_yaml(tiny_data_path, tiny_bert_path, tmp_path):

@@ -218,8 +218,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
             continue
         reopen = name in resume_set
         record = {"row": name, "model": spec.model, "cold_mode": mode,
-                  "overrides": json.dumps({**spec.overrides, **row_overrides.get(name, {})}, sort_keys=True,
-                                          default=str),
+                  "overrides": json.dumps({**overrides, **spec.overrides, **row_overrides.get(name, {})},
+                                          sort_keys=True, default=str),
                   "process": "subprocess" if isolate else "in-process"}
         row_start = time.time()
         log(f"{prefix}: model {spec.model}, overrides {record['overrides']}")
@@ -269,6 +269,9 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                     record["cold_status"] = "skipped"  # the cold-start run of a failing model would fail too
                 break
         record["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        # Re-read: another leaderboard process on the same dataset may have written rows meanwhile.
+        table = read_rows(paths["csv"])
+        position = {r.get("row"): i for i, r in enumerate(table)}
         if name in position:
             table[position[name]] = record
         else:

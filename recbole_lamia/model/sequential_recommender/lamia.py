@@ -45,6 +45,9 @@ class LAMIA(SequentialRecommender):
         codes = require_semantic_ids(self, dataset)
         self.hidden_size = config["hidden_size"]
         self.train_all_positions = bool(config["train_all_positions"])
+        self.item_loss_weight = float(config["item_loss_weight"] or 0.0)
+        if self.item_loss_weight < 0:
+            raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
         self.beam_search = bool(config["beam_search"])
         self.beam_size = int(config["beam_size"] or 0)
         if self.beam_search and self.beam_size < max_topk(config):
@@ -129,7 +132,23 @@ class LAMIA(SequentialRecommender):
             output, target_items = self._history_output(interaction), interaction[self.POS_ITEM_ID]
         log_probs = self.level_log_probs(output)
         target = self.item_codes[target_items]
-        return sum(F.nll_loss(lp, target[:, level]) for level, lp in enumerate(log_probs)) / self.n_levels
+        loss = sum(F.nll_loss(lp, target[:, level]) for level, lp in enumerate(log_probs)) / self.n_levels
+        if self.item_loss_weight > 0:
+            loss = loss + self.item_loss_weight * F.cross_entropy(self.item_logits(output), target_items)
+        return loss
+
+    def item_logits(self, seq_output):
+        """``[B, n_items]`` joint logits of whole item IDs: the sum of each level's token logit.
+
+        Softmax over these is the product of the per-level token distributions renormalised over the
+        real items' IDs, so its cross-entropy trains the exact ranking ``full_sort_predict`` uses.
+        Column 0 (padding) is -inf.
+        """
+        queries = self.level_query(seq_output)
+        item_tables = self.token_embedding(self.item_token_index).flatten(1)  # [n_items, h * hidden]
+        logits = queries @ item_tables.t()
+        logits[:, 0] = float("-inf")
+        return logits
 
     def _all_position_targets(self, interaction):
         """Outputs and next items at every real position (the history shifted by one, then the target)."""
