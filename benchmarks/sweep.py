@@ -18,11 +18,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_one(model, dataset, config_dict):
+def run_one(model, dataset, config_dict, threads=None):
+    import torch
     from recbole.quick_start import run_recbole
 
     import recbole_lamia  # noqa: F401
 
+    if threads:
+        torch.set_num_threads(threads)
     start = time.time()
     result = run_recbole(model=model, dataset=dataset, config_dict=config_dict, saved=False)
     return {"seconds": round(time.time() - start, 1), "best_valid": dict(result["best_valid_result"]),
@@ -37,26 +40,30 @@ def main():
     parser.add_argument("--key", required=True)
     parser.add_argument("--values", required=True, help="comma-separated YAML values")
     parser.add_argument("--set", action="append", default=[], help="key=value override for every run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's)")
+    parser.add_argument("--output_suffix", default="", help="appended to the results file name")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import yaml
 
     if args.child:
         sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
-        print("RESULT " + json.dumps(run_one(args.model, args.dataset, json.loads(args.child))), flush=True)
+        result = run_one(args.model, args.dataset, json.loads(args.child), args.threads)
+        print("RESULT " + json.dumps(result), flush=True)
         return
     base = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     base.setdefault("show_progress", False)
     if args.data_path:
         base["data_path"] = os.path.abspath(args.data_path)
-    out = os.path.join(ROOT, "results", f"sweep_{args.dataset}_{args.model}_{args.key}.json")
+    out = os.path.join(ROOT, "results", f"sweep_{args.dataset}_{args.model}_{args.key}{args.output_suffix}.json")
     rows = []
     for raw in args.values.split(","):
         value = yaml.safe_load(raw)
         config = dict(base, **{args.key: value})
         print(f"[{time.strftime('%H:%M:%S')}] {args.model} {args.key}={value} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, f"--key={args.key}", f"--values={raw}",
-                               f"--model={args.model}", f"--dataset={args.dataset}", f"--child={json.dumps(config)}"],
+                               f"--model={args.model}", f"--dataset={args.dataset}", f"--child={json.dumps(config)}"]
+                              + ([f"--threads={args.threads}"] if args.threads else []),
                               capture_output=True, text=True, cwd=ROOT)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         row = {args.key: value, **(json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:]})}
@@ -65,6 +72,7 @@ def main():
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out + ".tmp", "w") as f:
             json.dump({"model": args.model, "dataset": args.dataset, "key": args.key, "overrides": base,
+                       "threads": args.threads,
                        "selection": "best valid ndcg@10", "rows": rows}, f, indent=1)
         os.replace(out + ".tmp", out)
     done = [r for r in rows if "best_valid" in r]
