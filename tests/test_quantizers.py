@@ -106,3 +106,17 @@ def test_outside_quantizer_runs_end_to_end(tiny_data_path, tiny_bert_path, tmp_p
         assert np.isfinite(result["ndcg@10"])
     finally:
         QUANTIZER_REGISTRY.pop("sign_bits", None)
+
+
+def test_mean_level_nmi_separates_repeated_from_independent_levels():
+    from recbole_lamia.quantizer.base import mean_level_nmi, normalized_mutual_information
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 8, size=5000)
+    assert normalized_mutual_information(a, a) == pytest.approx(1.0)
+    assert normalized_mutual_information(a, (a + 3) % 8) == pytest.approx(1.0)  # relabelled, same partition
+    independent = np.stack([a, rng.integers(0, 8, size=5000)], axis=1)
+    assert mean_level_nmi(independent) < 0.01
+    repeated = np.stack([a, a, rng.integers(0, 8, size=5000)], axis=1)
+    assert mean_level_nmi(repeated) == pytest.approx((1.0 + 2 * mean_level_nmi(independent)) / 3, abs=0.01)
+    assert mean_level_nmi(a[:, None]) is None

@@ -72,7 +72,7 @@ def resolve_auto_features(config, dataset):
 
 
 def semantic_id_columns(dataset):
-    """Tokenizer fit time, code usage and collision rate from ``dataset.semantic_id_report``, if any."""
+    """Tokenizer fit time, code usage, collision rate and level NMI from ``dataset.semantic_id_report``, if any."""
     report = getattr(dataset, "semantic_id_report", None)
     if not report:
         return {}
@@ -87,6 +87,7 @@ def semantic_id_columns(dataset):
         "code_usage_per_level": "/".join(f"{u:.3f}" for u in usage),
         "collision_rate": coll.get("collision_rate_before", diag.get("collision_rate")),
         "collision_handling": coll.get("collision_handling"),
+        "level_nmi": diag.get("mean_level_nmi"),
         "semantic_id_length": int(ids.shape[1]) if ids is not None else None,
     }
 

@@ -16,7 +16,7 @@ COLUMNS = [
     "epochs_run", "max_epochs", "best_epoch", "resumed_from_epoch",
     "train_seconds", "epoch_seconds", "valid_seconds", "eval_seconds", "tokenizer_seconds", "tokenizer_cached",
     "dataset_seconds", "parameters", "peak_rss_gb", "peak_gpu_gb",
-    "code_usage", "code_usage_per_level", "collision_rate", "collision_handling", "semantic_id_length",
+    "code_usage", "code_usage_per_level", "collision_rate", "collision_handling", "level_nmi", "semantic_id_length",
     "device", "seed", "max_minutes", "process", "train_samples", "test_cases", "cold_set", "cold_removed_train_samples",
     "selected_features", "overrides", "config_hash", "finished_at", "error",
 ]
@@ -116,6 +116,7 @@ _MD_COLUMNS = [
     ("Peak RSS GB", "peak_rss_gb", lambda v: _number(v, 2), None),
     ("Code usage", "code_usage", lambda v: _number(v, percent=True), None),
     ("Collisions", "collision_rate", lambda v: _number(v, percent=True), None),
+    ("Level NMI", "level_nmi", lambda v: _number(v, 2), None),
     ("Device", "device", str, None),
 ]
 
@@ -162,7 +163,9 @@ def write_markdown(path, dataset, rows, meta=None):
                "NDCG@10. Cold: test cases whose target item never occurs in training (see README). Train time: "
                "training + validation wall time (all resumed segments); Time/epoch: one training pass; Eval: one "
                "full-sort pass over the test users; Tokenizer fit: semantic-ID embedding + quantization (stored "
-               "with the cached IDs, so it is the original fit time even when the IDs came from the cache).")
+               "with the cached IDs, so it is the original fit time even when the IDs came from the cache). "
+               "Level NMI: mean normalised mutual information between the code levels (0: independent aspects, "
+               "1: every level repeats the same partition).")
     out.append("")
     out.append("Status: " + "; ".join(f"`{k}` {v}" for k, v in STATUS_NOTES.items()) + ".")
     errors = [r for r in rows if r.get("error")]

@@ -86,7 +86,7 @@ class AbstractQuantizer:
         return self.fit(embeddings).encode(embeddings)
 
     def diagnostics(self, embeddings, codes):
-        """Code usage per level, collision rate and reconstruction error, as a JSON-able dict."""
+        """Code usage per level, collision rate, level redundancy and reconstruction error (JSON-able)."""
         usage = [int(len(np.unique(codes[:, level]))) for level in range(codes.shape[1])]
         error = self.reconstruction_error(embeddings, codes)
         return {
@@ -95,6 +95,7 @@ class AbstractQuantizer:
             "code_usage_per_level": usage,
             "code_usage_ratio_per_level": [round(u / k, 4) for u, k in zip(usage, self.codebook_sizes)],
             "collision_rate": collision_rate(codes),
+            "mean_level_nmi": mean_level_nmi(codes),
             "reconstruction_error": None if error is None else round(float(error), 6),
         }
 
@@ -105,3 +106,33 @@ def collision_rate(codes):
         return 0.0
     _, inverse = np.unique(codes, axis=0, return_inverse=True)
     return round(1.0 - len(np.unique(inverse)) / len(codes), 6)
+
+
+def _entropy(labels):
+    _, counts = np.unique(labels, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def normalized_mutual_information(a, b):
+    """NMI (arithmetic normalisation) of two code columns: 0 = independent, 1 = the same partition."""
+    h_a, h_b = _entropy(a), _entropy(b)
+    if h_a + h_b == 0:
+        return 1.0
+    mutual = h_a + h_b - _entropy(np.stack([a, b], axis=1))
+    return 2.0 * mutual / (h_a + h_b)
+
+
+def mean_level_nmi(codes):
+    """Mean NMI over pairs of levels: how much the levels repeat each other (None for one level).
+
+    Parallel aspects should carry different information, so lower is better. With K codes and n items,
+    finite-sample bias puts even independent levels above 0 (roughly K^2 / (n log K)), so compare values
+    at the same K and n.
+    """
+    levels = codes.shape[1]
+    if levels < 2 or len(codes) == 0:
+        return None
+    pairs = [normalized_mutual_information(codes[:, i], codes[:, j])
+             for i in range(levels) for j in range(i + 1, levels)]
+    return round(float(np.mean(pairs)), 4)

@@ -181,6 +181,7 @@ class ItemTokenizer:
         self.logger.info(
             f"Semantic IDs: quantizer={diag.get('quantizer')} codebook_sizes={diag.get('codebook_sizes')} "
             f"code usage per level={diag.get('code_usage_per_level')} "
+            f"mean level NMI={diag.get('mean_level_nmi')} "
             f"collision rate before={coll.get('collision_rate_before')} after={coll.get('collision_rate_after')} "
             f"({coll.get('collision_handling')}, {coll.get('items_moved')} items moved)"
         )
