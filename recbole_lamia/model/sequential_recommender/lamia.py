@@ -112,15 +112,19 @@ class LAMIA(SequentialRecommender):
     def forward(self, item_seq, item_seq_len):
         return self.gather_indexes(self.encode_sequence(item_seq), item_seq_len - 1)
 
-    def level_log_probs(self, seq_output):
-        """Log-probabilities of each level's tokens: a list of ``[B, level_size]`` tensors."""
+    def level_logits(self, seq_output):
+        """Logits of each level's tokens: a list of ``[B, level_size]`` tensors."""
         queries = self.level_query(seq_output).view(-1, self.n_levels, self.hidden_size)
         out = []
         for level, size in enumerate(self.level_sizes):
             start = int(self.level_offsets[level])
             table = self.token_embedding.weight[start:start + size]
-            out.append(F.log_softmax(queries[:, level] @ table.t(), dim=-1))
+            out.append(queries[:, level] @ table.t())
         return out
+
+    def level_log_probs(self, seq_output):
+        """Log-probabilities of each level's tokens: a list of ``[B, level_size]`` tensors."""
+        return [F.log_softmax(logits, dim=-1) for logits in self.level_logits(seq_output)]
 
     def _history_output(self, interaction):
         return self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
@@ -166,13 +170,13 @@ class LAMIA(SequentialRecommender):
         return sum(lp.gather(1, target[:, level:level + 1]).squeeze(1) for level, lp in enumerate(log_probs))
 
     def full_sort_predict(self, interaction):
-        log_probs = self.level_log_probs(self._history_output(interaction))
+        output = self._history_output(interaction)
         if self.beam_search:
-            return self._beam_scores(log_probs)
-        scores = log_probs[0][:, self.item_codes[:, 0]]
-        for level in range(1, self.n_levels):
-            scores = scores + log_probs[level][:, self.item_codes[:, level]]
-        return scores
+            return self._beam_scores(self.level_log_probs(output))
+        # sum_l log p_l(c_l) = (sum_l logit_l(c_l)) - sum_l logsumexp_l: one matmul over all items instead
+        # of h gathers of [B, n_items] (about 5x faster at h = 16). Column 0, padding, is -inf.
+        log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
+        return self.item_logits(output) - log_normalisers.unsqueeze(1)
 
     @property
     def trie(self):
