@@ -27,7 +27,7 @@ def time_call(fn, inputs, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def gather_scores(queries, tables, codes, item_vectors):
+def gather_scores(queries, tables, codes):
     """Sum over levels of each item's token log-probability, one ``[B, n_items]`` gather per level."""
     log_probs = torch.log_softmax(torch.einsum("bhd,hkd->bhk", queries, tables), dim=-1)
     scores = log_probs[:, 0][:, codes[:, 0]]
@@ -36,8 +36,12 @@ def gather_scores(queries, tables, codes, item_vectors):
     return scores
 
 
-def matmul_scores(queries, tables, codes, item_vectors):
-    """The same scores as one product with the items' concatenated token vectors, minus the normalisers."""
+def matmul_scores(queries, tables, codes):
+    """The same scores as one product with the items' concatenated token vectors, minus the normalisers.
+
+    The ``[n_items, h*d]`` table is built inside, as ``LAMIA.item_logits`` does on every call.
+    """
+    item_vectors = tables[torch.arange(codes.size(1)), codes].flatten(1)
     normalisers = torch.logsumexp(torch.einsum("bhd,hkd->bhk", queries, tables), dim=-1).sum(-1)
     return queries.flatten(1) @ item_vectors.t() - normalisers.unsqueeze(1)
 
@@ -60,10 +64,9 @@ def main():
         queries = torch.randn(args.users, h, args.hidden) * 0.1
         tables = torch.randn(h, args.codebook, args.hidden) * 0.1
         codes = torch.randint(0, args.codebook, (args.items, h))
-        item_vectors = tables[torch.arange(h), codes].flatten(1)  # [n_items, h * d]
 
         with torch.no_grad():
-            inputs = (queries, tables, codes, item_vectors)
+            inputs = (queries, tables, codes)
             diff = (gather_scores(*inputs) - matmul_scores(*inputs)).abs().max().item()
             t_gather = time_call(gather_scores, inputs, args.repeats)
             t_matmul = time_call(matmul_scores, inputs, args.repeats)

@@ -60,32 +60,49 @@ def test_full_sort_scores_equal_sum_of_token_log_probs(tiny_data_path, tiny_bert
         assert torch.allclose(model.predict(batch), expected, atol=1e-5)
 
 
-def test_item_logits_rank_items_as_full_sort_and_train(tiny_data_path, tiny_bert_path, tmp_path):
-    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_loss_weight=1.0)
+def _summed_token_log_probs(model, output):
+    """Reference scores, independent of item_logits: per item, the sum of its tokens' log-probabilities."""
+    log_probs = model.level_log_probs(output)
+    return torch.stack([lp[:, model.item_codes[:, level]] for level, lp in enumerate(log_probs)]).sum(0)
+
+
+@pytest.mark.parametrize("collision_handling", ["reassign", "extra_token"])
+def test_full_sort_equals_summed_token_log_probs_for_every_item(tiny_data_path, tiny_bert_path, tmp_path,
+                                                                 collision_handling):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), collision_handling=collision_handling)
     config, dataset = _build("LAMIA", config_dict)
     train, _, test = data_preparation(config, dataset)
     model = LAMIA(config, train._dataset).eval()
     batch = next(iter(test))[0]
     with torch.no_grad():
-        scores = model.full_sort_predict(batch)[:, 1:]
-        logits = model.item_logits(model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]))
-    assert torch.isinf(logits[:, 0]).all()
-    # Same ranking: the two differ by one constant per user (the levels' log-normalisers).
-    offset = scores - logits[:, 1:]
-    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-4)
+        scores = model.full_sort_predict(batch)
+        expected = _summed_token_log_probs(model, model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]))
+    assert torch.isinf(scores[:, 0]).all()
+    assert torch.allclose(scores[:, 1:], expected[:, 1:], atol=1e-5)
 
-    model.train()
+
+def test_item_loss_is_cross_entropy_over_whole_ids(tiny_data_path, tiny_bert_path, tmp_path):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_loss_weight=0.5)
+    config, dataset = _build("LAMIA", config_dict)
+    train, _, _ = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset).eval()  # eval: no dropout, so the two losses see the same outputs
     token_only = LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, item_loss_weight=0)),
-                       train._dataset)
+                       train._dataset).eval()
     token_only.load_state_dict(model.state_dict())
-    token_only.train()
-    train_batch = next(iter(train))
-    torch.manual_seed(0)
-    with_item = model.calculate_loss(train_batch)
-    torch.manual_seed(0)
-    assert with_item > token_only.calculate_loss(train_batch)  # the item term is added (and positive)
-    with_item.backward()
-    assert model.level_query.weight.grad.abs().sum() > 0
+    batch = next(iter(train))
+    output, targets = model._all_position_targets(batch)
+    reference = _summed_token_log_probs(model, output)[:, 1:]  # item 0 is padding, never a target
+    expected_item_term = torch.nn.functional.cross_entropy(reference, targets - 1)
+    with_item, without = model.calculate_loss(batch), token_only.calculate_loss(batch)
+    assert torch.allclose(with_item - without, 0.5 * expected_item_term, atol=1e-5)
+    # The item term changes the gradient (it is not detached).
+    grads = []
+    for weight in (0.5, 0.0):
+        model.item_loss_weight = weight
+        model.zero_grad()
+        model.calculate_loss(batch).backward()
+        grads.append(model.token_embedding.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
 
 
 def test_negative_item_loss_weight_is_rejected(tiny_data_path, tiny_bert_path, tmp_path):

@@ -28,9 +28,9 @@ TOKENIZER_DEFAULTS = {
     "max_text_length": 32,
     "embed_batch_size": 256,
     "item_embedding": "palette",
-    "palette_size": 4,
+    "palette_size": 16,  # keep in step with properties/LAMIA.yaml
     "palette_dim": 64,
-    "palette_tune_layers": 2,
+    "palette_tune_layers": 1,
     "palette_epochs": 3,
     "palette_batch_size": 128,
     "palette_learning_rate": 1e-4,

@@ -174,7 +174,7 @@ class LAMIA(SequentialRecommender):
         if self.beam_search:
             return self._beam_scores(self.level_log_probs(output))
         # sum_l log p_l(c_l) = (sum_l logit_l(c_l)) - sum_l logsumexp_l: one matmul over all items instead
-        # of h gathers of [B, n_items] (about 5x faster at h = 16). Column 0, padding, is -inf.
+        # of h gathers of [B, n_items] (benchmarks/full_sort_scoring.py). Column 0, padding, is -inf.
         log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
         return self.item_logits(output) - log_normalisers.unsqueeze(1)
 
