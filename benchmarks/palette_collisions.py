@@ -39,10 +39,11 @@ def main():
     from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401
+    from recbole_lamia.data.cache import ArrayCache
     from recbole_lamia.data.item_text import ItemTextBuilder
     from recbole_lamia.quantizer import get_quantizer_class
     from recbole_lamia.quantizer.base import mean_level_nmi
-    from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params
+    from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
 
     config_dict = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.data_path:
@@ -53,15 +54,10 @@ def main():
     params = tokenizer_params(config)
     texts, _ = ItemTextBuilder(params["item_text_fields"], params["item_text_separator"],
                                params["item_text_ignore_values"]).build(dataset)
-    embeddings = getattr(dataset, "item_embeddings", None)
-    if embeddings is None:
-        from recbole_lamia.data.cache import ArrayCache
-        from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer
-
-        tokenizer = ItemTokenizer(params)
-        key = tokenizer.embedding_key(texts)
-        cache = ArrayCache(os.path.join(params["semantic_id_cache_dir"], dataset.dataset_name))
-        embeddings = cache.load(f"{params['item_embedding']}-{key[:16]}", key)[0]["embeddings"]
+    tokenizer = ItemTokenizer(params)
+    key = tokenizer.embedding_key(texts)
+    cache = ArrayCache(os.path.join(params["semantic_id_cache_dir"], dataset.dataset_name))
+    embeddings = cache.load(tokenizer.embedding_entry(key), key)[0]["embeddings"]  # create_dataset filled it
     raw = get_quantizer_class(params["quantizer"])(params).fit_encode(embeddings[1:])
     groups = collision_groups(raw)
     summary = {

@@ -117,6 +117,10 @@ class ItemTokenizer:
             settings["seed"] = p["seed"]
         return stable_hash("embedding-v1", texts, settings, _encoder_identity(p["text_encoder"]))
 
+    def embedding_entry(self, embedding_key):
+        """Name of the cache entry that holds the item embeddings for ``embedding_key``."""
+        return f"{self.params['item_embedding']}-{embedding_key[:16]}"
+
     def code_key(self, embedding_key):
         p = self.params
         settings = {k: p[k] for k in _QUANTIZER_KEYS}
@@ -133,7 +137,7 @@ class ItemTokenizer:
 
         emb_key = self.embedding_key(texts)
         embeddings, emb_meta = self._load_or_build(
-            cache, f"{p['item_embedding']}-{emb_key[:16]}", emb_key, "embeddings",
+            cache, self.embedding_entry(emb_key), emb_key, "embeddings",
             lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
         code_key = self.code_key(emb_key)
         codes, code_meta = self._load_or_build(
