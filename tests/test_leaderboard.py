@@ -221,3 +221,31 @@ def test_cold_start_split_is_seeded_and_removes_exactly_the_cold_items(tiny_data
         lamia_train = lamia_dataset.build()[0]
     seen = {item for samples in _samples(lamia_train).values() for hist, target in samples for item in hist + (target,)}
     assert not seen & set(lamia_cold.tolist()) and len(lamia_train) < len(train.dataset)
+
+
+def _upsert_rows(out_dir, worker, count, barrier):
+    from recbole_lamia.leaderboard.report import upsert_row
+
+    barrier.wait()  # start together, so the read-modify-writes overlap
+    for j in range(count):
+        upsert_row(out_dir, "race", {"row": f"w{worker}-{j}", "model": "SASRec", "status": "budget",
+                                     "test_ndcg@10": 0.01 * j})
+
+
+def test_concurrent_leaderboards_on_one_dataset_keep_every_row(tmp_path):
+    import multiprocessing
+
+    out_dir = str(tmp_path / "results")
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(3)
+    workers = [context.Process(target=_upsert_rows, args=(out_dir, w, 4, barrier)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    with open(os.path.join(out_dir, "race.csv"), newline="", encoding="utf-8") as f:
+        names = sorted(row["row"] for row in csv.DictReader(f))
+    assert names == sorted(f"w{w}-{j}" for w in range(3) for j in range(4))
+    with open(os.path.join(out_dir, "race.md"), encoding="utf-8") as f:
+        assert f.read().count("| w") == 12

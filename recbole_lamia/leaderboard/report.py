@@ -3,11 +3,17 @@
 Every file is written to a temporary name and renamed, so a reader never sees half a table.
 """
 
+import contextlib
 import csv
 import io
 import math
 import os
 import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent leaderboards on one dataset may race there
+    fcntl = None
 
 COLUMNS = [
     "row", "model", "status",
@@ -154,6 +160,10 @@ def write_markdown(path, dataset, rows, meta=None):
            (f"Updated {time.strftime('%Y-%m-%d %H:%M:%S')}. One shared configuration for every row "
             "(the dataset's properties YAML, same split, filtering, metrics and seed); see `results/README.md` "
             "for how the rows and the cold-start columns are made."), ""]
+    if meta:
+        out.append("Settings of the run that last wrote this file (each row's own are in the CSV: `device`, "
+                   "`max_minutes`, `overrides`, `seed`, `cold_mode`):")
+        out.append("")
     for key, value in meta.items():
         out.append(f"* {key}: `{value}`")
     if meta:
@@ -224,6 +234,37 @@ def write_plot(path, dataset, rows):
     fig.savefig(buffer, format="png", bbox_inches="tight")
     _write_atomic(path, buffer.getvalue(), binary=True)
     return bool(points)
+
+
+@contextlib.contextmanager
+def table_lock(out_dir, dataset):
+    """Hold an exclusive lock on ``<out_dir>/.<dataset>.lock`` (a no-op where ``fcntl`` is missing)."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, f".{dataset}.lock"), "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def upsert_row(out_dir, dataset, record, meta=None):
+    """Replace (or append) ``record`` by its ``row`` name in the table on disk, rewrite the outputs, return the table.
+
+    The read-modify-write holds :func:`table_lock`, so leaderboard processes on one dataset never drop each
+    other's rows.
+    """
+    with table_lock(out_dir, dataset):
+        table = read_rows(os.path.join(out_dir, f"{dataset}.csv"))
+        names = [r.get("row") for r in table]
+        if record["row"] in names:
+            table[names.index(record["row"])] = record
+        else:
+            table.append(record)
+        write_outputs(out_dir, dataset, table, meta)
+    return table
 
 
 def write_outputs(out_dir, dataset, rows, meta=None):

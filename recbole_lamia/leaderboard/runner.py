@@ -47,7 +47,7 @@ import sys
 import time
 
 from recbole_lamia.leaderboard.child import FINISHED, PROGRESS_PREFIX, clean_argv, run_phase_safely, write_json_atomic
-from recbole_lamia.leaderboard.report import read_rows, to_float, write_outputs
+from recbole_lamia.leaderboard.report import read_rows, to_float, upsert_row, write_outputs
 from recbole_lamia.leaderboard.rows import DEFAULT_ROWS, ROWS, resolve_rows
 from recbole_lamia.leaderboard.trainer import format_seconds
 
@@ -269,15 +269,9 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                     record["cold_status"] = "skipped"  # the cold-start run of a failing model would fail too
                 break
         record["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        # Re-read: another leaderboard process on the same dataset may have written rows meanwhile.
-        table = read_rows(paths["csv"])
+        # Under a lock, re-read: another leaderboard process on this dataset may have written rows meanwhile.
+        table = upsert_row(out_dir, dataset, record, meta)
         position = {r.get("row"): i for i, r in enumerate(table)}
-        if name in position:
-            table[position[name]] = record
-        else:
-            position[name] = len(table)
-            table.append(record)
-        write_outputs(out_dir, dataset, table, meta)
         elapsed = time.time() - row_start
         durations.append(elapsed)
         left = len(specs) - number
