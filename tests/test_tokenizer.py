@@ -127,6 +127,7 @@ def test_missing_text_field_names_it_and_lists_existing(tmp_path, tiny_bert_path
     ("codebook_size", 1, "codebook_size must be an integer >= 2"),
     ("quantizer", "nope", "Unknown quantizer 'nope'. Registered quantizers: \\[.*'kmeans'"),
     ("collision_handling", "ignore", "collision_handling must be one of"),
+    ("contrastive_negatives", "hard", "contrastive_negatives must be one of \\['random', 'similar'\\]"),
 ])
 def test_bad_settings_fail_with_clear_errors(tiny_data_path, tiny_bert_path, tmp_path, key, value, message):
     with pytest.raises(ValueError, match=message):
@@ -146,3 +147,31 @@ def test_nan_loss_stops_with_the_step(tiny_data_path, tiny_bert_path, tmp_path):
 def test_misspelt_plugin_key_warns(tiny_data_path, tiny_bert_path, tmp_path, caplog):
     _dataset(tiny_data_path, tiny_bert_path, tmp_path, palete_size=3)
     assert "Unknown config key 'palete_size' is ignored; did you mean 'palette_size'?" in caplog.text
+
+
+def test_similar_negatives_group_near_items_and_key_their_own_palette(tiny_data_path, tiny_bert_path, tmp_path):
+    import torch
+
+    from recbole_lamia.tokenizer.item_embedder import grouped_order, similar_item_groups
+
+    # Two well-separated families of "encoder states": k-means groups must not mix them.
+    generator = torch.Generator().manual_seed(0)
+    family = torch.cat([torch.zeros(20), torch.ones(20)])
+    states = (torch.randn(40, 3, 8, generator=generator) * 0.01 + family[:, None, None]
+              * torch.linspace(-1, 1, 8)).to(torch.float16)
+    states[:20] += 1.0
+    groups = similar_item_groups(states, np.full(40, 3), group_size=10, seed=0)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(40))
+    assert all(len({int(family[i]) for i in g}) == 1 for g in groups)
+    order = grouped_order(groups, torch.Generator().manual_seed(1))
+    assert sorted(order.tolist()) == list(range(40))
+    position = np.argsort(order)
+    for group in groups:  # each group's items sit together in the epoch order
+        spots = np.sort(position[group])
+        assert spots[-1] - spots[0] == len(group) - 1
+
+    plain = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    similar = _dataset(tiny_data_path, tiny_bert_path, tmp_path, contrastive_negatives="similar")
+    assert similar.semantic_id_report["embedding"]["cached"] is False  # its own cache entry
+    assert similar.semantic_id_report["embedding"]["stats"]["negative_groups"] >= 2
+    assert not np.array_equal(plain.item_semantic_ids.numpy(), similar.item_semantic_ids.numpy())

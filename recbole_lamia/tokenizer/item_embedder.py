@@ -24,6 +24,14 @@ from recbole_lamia.tokenizer.palette import (
 from recbole_lamia.tokenizer.text_encoder import LayerStack, load_text_encoder
 
 
+# How palette-tuning batches are drawn, i.e. which items serve as in-batch negatives of the contrastive task.
+CONTRASTIVE_NEGATIVES = {
+    "random": "a random permutation of the items each epoch",
+    "similar": "groups of about a quarter batch of mutually similar items (k-means on the cached encoder "
+               "states), so an item meets near neighbours (often its brand's other products) as negatives",
+}
+
+
 class TokenizedTexts:
     """Item texts tokenized once, with the field each token came from (for field-dropping views)."""
 
@@ -206,12 +214,19 @@ class PaletteEmbedder:
         optimizer = torch.optim.AdamW(params, lr=p["palette_learning_rate"], weight_decay=0.01)
         n_items, batch_size = len(tokens), p["palette_batch_size"]
         steps_per_epoch = math.ceil(n_items / batch_size)
+        groups = None
+        if p["contrastive_negatives"] == "similar" and p["use_contrastive"]:
+            groups = similar_item_groups(states, tokens.lengths, max(2, batch_size // 4), int(p["seed"]))
+            self.stats["negative_groups"] = len(groups)
         step = 0
         for epoch in range(p["palette_epochs"]):
             encoder.train()
             if decoder is not None:
                 decoder.train()
-            order = torch.randperm(n_items, generator=generator).numpy()
+            if groups is None:
+                order = torch.randperm(n_items, generator=generator).numpy()
+            else:
+                order = grouped_order(groups, generator)
             sums = {"recon": 0.0, "contrastive": 0.0, "decorrelation": 0.0, "total": 0.0}
             bar = tqdm(range(steps_per_epoch), desc=f"palette tuning epoch {epoch}", disable=not p["show_progress"])
             for batch_index in bar:
@@ -254,6 +269,38 @@ class PaletteEmbedder:
                       "aspect_similarity_offdiag": sim}
             self.history.append(record)
             self.logger.info(f"palette tuning {record}")
+
+
+def similar_item_groups(states, lengths, group_size, seed):
+    """Items grouped by k-means on their mean-pooled cached encoder states, ``n_items / group_size`` groups.
+
+    Returns a list of index arrays (empty clusters dropped).
+    """
+    import faiss
+
+    n_items = len(lengths)
+    pooled = np.zeros((n_items, states.size(-1)), dtype=np.float32)
+    for start in range(0, n_items, 1024):
+        chunk = states[start:start + 1024].float()
+        mask = (torch.arange(chunk.size(1))[None, :] < torch.as_tensor(lengths[start:start + 1024])[:, None])
+        mean = (chunk * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        pooled[start:start + len(chunk)] = F.normalize(mean, dim=-1).numpy()
+    n_groups = max(1, n_items // group_size)
+    if n_groups == 1:
+        return [np.arange(n_items)]
+    kmeans = faiss.Kmeans(pooled.shape[1], n_groups, niter=20, seed=seed, verbose=False)
+    kmeans.train(pooled)
+    labels = kmeans.index.search(pooled, 1)[1][:, 0]
+    return [np.flatnonzero(labels == g) for g in range(n_groups) if (labels == g).any()]
+
+
+def grouped_order(groups, generator):
+    """One epoch's item order: the groups in random order, each group's items shuffled and kept together."""
+    order = []
+    for g in torch.randperm(len(groups), generator=generator).tolist():
+        members = groups[g]
+        order.append(members[torch.randperm(len(members), generator=generator).numpy()])
+    return np.concatenate(order)
 
 
 def _offdiag_mean(sim):

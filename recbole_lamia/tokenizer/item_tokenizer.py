@@ -15,7 +15,7 @@ import numpy as np
 from recbole_lamia.data.cache import ArrayCache, stable_hash
 from recbole_lamia.data.item_text import ItemTextBuilder
 from recbole_lamia.quantizer import get_quantizer_class, resolve_collisions
-from recbole_lamia.tokenizer.item_embedder import PaletteEmbedder, SentenceEmbedder
+from recbole_lamia.tokenizer.item_embedder import CONTRASTIVE_NEGATIVES, PaletteEmbedder, SentenceEmbedder
 from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
 
 # Every config key the tokenizer reads, with its default (also used to spot typos in user config).
@@ -41,6 +41,7 @@ TOKENIZER_DEFAULTS = {
     "contrastive_weight": 1.0,
     "decorrelation_weight": 1.0,
     "contrastive_temperature": 0.1,
+    "contrastive_negatives": "random",
     "field_drop_prob": 0.3,
     "token_drop_prob": 0.1,
     "quantizer": "kmeans",
@@ -85,6 +86,9 @@ def validate_tokenizer_params(params):
         raise ValueError(f"codebook_size must be an integer >= 2, got {params['codebook_size']!r}.")
     if params["item_embedding"] not in _EMBEDDERS:
         raise ValueError(f"item_embedding must be one of {sorted(_EMBEDDERS)}, got {params['item_embedding']!r}.")
+    if params["contrastive_negatives"] not in CONTRASTIVE_NEGATIVES:
+        raise ValueError(f"contrastive_negatives must be one of {list(CONTRASTIVE_NEGATIVES)}, "
+                         f"got {params['contrastive_negatives']!r}.")
     if params["palette_dim"] < 1 or params["max_text_length"] < 4:
         raise ValueError("palette_dim must be >= 1 and max_text_length >= 4.")
     if not params["item_text_fields"]:
@@ -114,6 +118,8 @@ class ItemTokenizer:
         settings = {k: p[k] for k in _EMBEDDING_KEYS}
         if p["item_embedding"] == "palette":
             settings.update({k: p[k] for k in _PALETTE_KEYS})
+            if p["contrastive_negatives"] != "random":  # keyed only when set, so older caches stay valid
+                settings["contrastive_negatives"] = p["contrastive_negatives"]
             settings["seed"] = p["seed"]
         return stable_hash("embedding-v1", texts, settings, _encoder_identity(p["text_encoder"]))
 
