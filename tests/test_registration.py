@@ -42,6 +42,24 @@ def test_plugin_yaml_defaults_apply_and_user_values_override():
     assert "palette_size" not in sasrec  # model YAML does not
 
 
+def test_per_dataset_model_yaml_applies_to_that_model_only(tmp_path, monkeypatch):
+    import shutil
+
+    import recbole_lamia.utils.registration as registration
+
+    properties = tmp_path / "properties"
+    shutil.copytree(registration.PROPERTIES_DIR, properties)
+    (properties / "ml-100k").mkdir(exist_ok=True)
+    (properties / "ml-100k" / "LAMIA.yaml").write_text("codebook_size: 99\npalette_dim: 7\n")
+    monkeypatch.setattr(registration, "PROPERTIES_DIR", str(properties))
+    lamia = Config(model="LAMIA", dataset="ml-100k", config_dict={"palette_dim": 12})
+    assert lamia["codebook_size"] == 99  # beats properties/LAMIA.yaml
+    assert lamia["palette_dim"] == 12  # config_dict still beats it
+    assert lamia["item_text_fields"] == ["movie_title", "release_year", "class"]  # dataset YAML still read
+    tiger = Config(model="TIGER", dataset="ml-100k", config_dict={})
+    assert tiger["codebook_size"] == 256  # another model on the dataset does not see it
+
+
 def test_typo_detection_only_flags_plugin_like_keys():
     config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palete_size": 3, "learning_rate": 0.01,
                                                                    "totally_unrelated_key": 1})

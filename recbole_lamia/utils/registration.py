@@ -7,9 +7,10 @@ RecBole 1.2.1 has no plugin registry, so we use three narrow hooks, each tested 
   module under that name in ``sys.modules`` (no function is patched).
 * ``create_dataset(config)`` looks for ``<Model>Dataset`` in ``recbole.data.dataset``: we set it there.
 * ``Config`` reads model and dataset YAML only from RecBole's package folder: we wrap
-  ``Config._load_internal_config_dict`` so that it then also reads ``properties/<model>.yaml`` and
-  ``properties/<dataset>.yaml`` of this plugin. User files, ``config_dict`` and the command line still
-  override them, as with RecBole's own YAML.
+  ``Config._load_internal_config_dict`` so that it then also reads ``properties/<model>.yaml``,
+  ``properties/<dataset>.yaml`` and ``properties/<dataset>/<model>.yaml`` (a model's settings tuned for one
+  dataset, which other models on that dataset do not see) of this plugin. User files, ``config_dict`` and
+  the command line still override them, as with RecBole's own YAML.
 """
 
 import functools
@@ -47,8 +48,11 @@ def registered_models():
 
 
 def plugin_property_files(model, dataset):
-    """The plugin's YAML files that apply to ``model`` on ``dataset`` (existing ones only)."""
-    files = [os.path.join(PROPERTIES_DIR, f"{name}.yaml") for name in (model, dataset)]
+    """The plugin's YAML files that apply to ``model`` on ``dataset`` (existing ones only), later ones winning:
+    ``<model>.yaml``, ``<dataset>.yaml``, then ``<dataset>/<model>.yaml`` (the model's settings tuned on that
+    dataset)."""
+    files = [os.path.join(PROPERTIES_DIR, f"{model}.yaml"), os.path.join(PROPERTIES_DIR, f"{dataset}.yaml"),
+             os.path.join(PROPERTIES_DIR, str(dataset), f"{model}.yaml")]
     return [f for f in files if os.path.isfile(f)]
 
 
@@ -63,7 +67,7 @@ def patch_config_properties():
         original(self, model, model_class, dataset)
         for file in plugin_property_files(model, dataset):
             config_dict = self._update_internal_config_dict(file)
-            if os.path.basename(file) == f"{dataset}.yaml":
+            if file == os.path.join(PROPERTIES_DIR, f"{dataset}.yaml"):
                 self.parameters["Dataset"] += [k for k in (config_dict or {}) if k not in self.parameters["Dataset"]]
 
     load_internal_config_dict._recbole_lamia = True
