@@ -5,12 +5,17 @@
         --key=palette_size --values=2,4,8 --set epochs=20
 
 Each value runs in its own process (RecBole's quick start, early stopping on the valid metric).
-Results are appended to results/sweep_<dataset>_<model>_<key>.json after every value.
+Results, with each run's per-epoch valid curve, are merged into
+results/sweep_<dataset>_<model>_<key><suffix>.json after every value (a value run again replaces its row).
+Stopping the sweep (Ctrl-C or SIGTERM) stops the running child too.
 """
 
 import argparse
 import json
+import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +34,20 @@ def run_one(model, dataset, config_dict, threads=None):
     start = time.time()
     result = run_recbole(model=model, dataset=dataset, config_dict=config_dict, saved=False)
     return {"seconds": round(time.time() - start, 1), "best_valid": dict(result["best_valid_result"]),
-            "test": dict(result["test_result"])}
+            "test": dict(result["test_result"]), "valid_curve": valid_curve_from_log()}
+
+
+def valid_curve_from_log():
+    """The valid score after each epoch, read back from the RecBole log file of this process."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            with open(handler.baseFilename, encoding="utf-8", errors="replace") as f:
+                return [float(v) for v in re.findall(r"valid_score: ([0-9.]+)", f.read())]
+    return []
+
+
+def _stop(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")  # subprocess.run then kills the running child
 
 
 def main():
@@ -57,6 +75,10 @@ def main():
         base["data_path"] = os.path.abspath(args.data_path)
     out = os.path.join(ROOT, "results", f"sweep_{args.dataset}_{args.model}_{args.key}{args.output_suffix}.json")
     rows = []
+    if os.path.exists(out):
+        with open(out, encoding="utf-8") as f:
+            rows = json.load(f).get("rows", [])
+    signal.signal(signal.SIGTERM, _stop)
     for raw in args.values.split(","):
         value = yaml.safe_load(raw)
         config = dict(base, **{args.key: value})
@@ -66,8 +88,9 @@ def main():
                               + ([f"--threads={args.threads}"] if args.threads else []),
                               capture_output=True, text=True, cwd=ROOT)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        row = {args.key: value, **(json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:]})}
-        rows.append(row)
+        row = {args.key: value, "overrides": base,
+               **(json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:]})}
+        rows = [r for r in rows if r.get(args.key) != value] + [row]
         print(json.dumps(row), flush=True)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         with open(out + ".tmp", "w") as f:
