@@ -249,3 +249,23 @@ def test_concurrent_leaderboards_on_one_dataset_keep_every_row(tmp_path):
     assert names == sorted(f"w{w}-{j}" for w in range(3) for j in range(4))
     with open(os.path.join(out_dir, "race.md"), encoding="utf-8") as f:
         assert f.read().count("| w") == 12
+
+
+def test_fingerprint_covers_the_plugin_yaml_and_keeps_the_older_form(tmp_path, monkeypatch):
+    import shutil
+
+    import recbole_lamia.utils.registration as registration
+    from recbole_lamia.leaderboard.runner import config_fingerprint
+
+    properties = tmp_path / "properties"
+    shutil.copytree(registration.PROPERTIES_DIR, properties)
+    monkeypatch.setattr(registration, "PROPERTIES_DIR", str(properties))
+    args = ("LAMIA", "ml-100k", "main", {"epochs": 3, "palette_dim": 8}, None, {"ratio": 0.0, "seed": 1})
+    sasrec = ("SASRec",) + args[1:]
+    before, legacy_before = config_fingerprint(*args), config_fingerprint(*args, plugin_files=False)
+    sasrec_before = config_fingerprint(*sasrec)
+    (properties / "ml-100k").mkdir(exist_ok=True)
+    (properties / "ml-100k" / "LAMIA.yaml").write_text("codebook_size: 64\n")
+    assert config_fingerprint(*args) != before  # a tuned setting changed: the checkpoint is not continued
+    assert config_fingerprint(*args, plugin_files=False) == legacy_before
+    assert config_fingerprint(*sasrec) == sasrec_before  # another model on the dataset is not affected

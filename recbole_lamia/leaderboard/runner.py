@@ -50,6 +50,7 @@ from recbole_lamia.leaderboard.child import FINISHED, PROGRESS_PREFIX, clean_arg
 from recbole_lamia.leaderboard.report import read_rows, to_float, upsert_row, write_outputs
 from recbole_lamia.leaderboard.rows import DEFAULT_ROWS, ROWS, resolve_rows
 from recbole_lamia.leaderboard.trainer import format_seconds
+from recbole_lamia.utils import registration
 
 # Keys that may change between an interrupted attempt and its continuation.
 RESUMABLE_KEYS = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_dir", "eval_batch_size",
@@ -74,14 +75,25 @@ def shared_config(data_path=None, seed=2020):
     return config
 
 
-def config_fingerprint(model, dataset, phase, config_dict, config_files, cold):
-    """Hash of everything that must match for a checkpoint to be continued."""
+def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, plugin_files=True):
+    """Hash of everything that must match for a checkpoint to be continued.
+
+    It covers the plugin's YAML files for ``model`` on ``dataset`` (``properties/...``), so editing a tuned
+    setting there starts the row afresh. ``plugin_files=False`` gives the hash written before they were
+    covered (checkpoints of that time are still continued).
+    """
     files = []
     for path in config_files or []:
         with open(path, "rb") as f:
             files.append((os.path.abspath(path), hashlib.sha256(f.read()).hexdigest()))
     payload = {"model": model, "dataset": dataset, "phase": phase, "files": files, "cold": cold,
                "config": {k: v for k, v in config_dict.items() if k not in RESUMABLE_KEYS}}
+    if plugin_files:
+        hashes = {}
+        for path in registration.plugin_property_files(model, dataset):
+            with open(path, "rb") as f:
+                hashes[os.path.relpath(path, registration.PROPERTIES_DIR)] = hashlib.sha256(f.read()).hexdigest()
+        payload["plugin_files"] = hashes
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -229,12 +241,14 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
             run_dir = os.path.join(row_dir, phase)
             os.makedirs(run_dir, exist_ok=True)
             fingerprint = config_fingerprint(spec.model, dataset, phase, row_config, config_files, cold)
+            accepted = {fingerprint, config_fingerprint(spec.model, dataset, phase, row_config, config_files, cold,
+                                                        plugin_files=False)}
             result_file = os.path.join(run_dir, "result.json")
             result = None
             if os.path.exists(result_file) and not reopen:
                 with open(result_file, encoding="utf-8") as f:
                     previous = json.load(f)
-                if previous.get("status") in FINISHED and previous.get("fingerprint") == fingerprint:
+                if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
             if result is None:
@@ -243,7 +257,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 phase_spec = {
                     "row": name, "phase": phase, "model": spec.model, "dataset": dataset,
                     "config_dict": row_config, "config_files": config_files, "run_dir": os.path.abspath(run_dir),
-                    "result_file": os.path.abspath(result_file), "fingerprint": fingerprint, "cold_start": cold,
+                    "result_file": os.path.abspath(result_file), "fingerprint": fingerprint,
+                    "accepted_fingerprints": sorted(accepted), "cold_start": cold,
                     "budget_seconds": None if max_minutes is None else float(max_minutes) * 60, "resume": True,
                     "interrupt_after_epoch": (interrupt_after_epoch or {}).get(name), "threads": threads,
                 }

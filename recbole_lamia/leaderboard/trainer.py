@@ -39,14 +39,16 @@ class LeaderboardTrainerMixin:
     """Mixed in before a RecBole trainer class; call ``setup_leaderboard`` right after construction."""
 
     def setup_leaderboard(self, run_dir, budget_seconds=None, progress=print, label="", fingerprint="",
-                          interrupt_after_epoch=None, hard_interrupt=False):
+                          interrupt_after_epoch=None, hard_interrupt=False, accepted_fingerprints=None):
         os.makedirs(run_dir, exist_ok=True)
         self.saved_model_file = os.path.join(run_dir, "best.pth")
         self.last_file = os.path.join(run_dir, "last.pth")
         self.budget_seconds = budget_seconds
         self.progress = progress or (lambda message: None)
         self.label = label
-        self.fingerprint = fingerprint
+        self.fingerprint = fingerprint  # written into every resume point
+        # Fingerprints a checkpoint may carry to be continued (the current one, and older forms of it).
+        self.accepted_fingerprints = {fingerprint, *(accepted_fingerprints or ())}
         self.interrupt_after_epoch = interrupt_after_epoch
         self.hard_interrupt = hard_interrupt
         self.train_seconds = 0.0
@@ -95,7 +97,7 @@ class LeaderboardTrainerMixin:
         except Exception as err:  # noqa: BLE001  (a torn or foreign file: start over)
             self.progress(f"{self.label}: cannot read {self.last_file} ({err}); starting from scratch")
             return None
-        if extra.get("fingerprint") != self.fingerprint:
+        if extra.get("fingerprint") not in self.accepted_fingerprints:
             self.progress(f"{self.label}: checkpoint {self.last_file} was written with another configuration; "
                           "starting from scratch")
             return None
