@@ -158,7 +158,8 @@ def run_phase(spec, progress=print):
     trainer = trainer_class(config, model)
     budget = spec.get("budget_seconds")
     trainer.setup_leaderboard(run_dir, budget_seconds=budget, label=label, fingerprint=spec.get("fingerprint", ""),
-                              accepted_fingerprints=spec.get("accepted_fingerprints"), progress=progress, interrupt_after_epoch=spec.get("interrupt_after_epoch"),
+                              accepted_fingerprints=spec.get("accepted_fingerprints"), progress=progress,
+                              interrupt_after_epoch=spec.get("interrupt_after_epoch"),
                               hard_interrupt=bool(spec.get("isolated")))
     resumed = trainer.resume() if spec.get("resume", True) else None
     if resumed is None and os.path.exists(trainer.saved_model_file):

@@ -23,7 +23,6 @@ from recbole_lamia.tokenizer.palette import (
 )
 from recbole_lamia.tokenizer.text_encoder import LayerStack, load_text_encoder
 
-
 # How palette-tuning batches are drawn, i.e. which items serve as in-batch negatives of the contrastive task.
 CONTRASTIVE_NEGATIVES = {
     "random": "a random permutation of the items each epoch",
