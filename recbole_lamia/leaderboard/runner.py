@@ -220,11 +220,12 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
         row_config = {**base, **overrides, **spec.overrides, **row_overrides.get(name, {})}
         phases = _phases(cold_start_ratio, cold_start_mode)
         main_cold = dict(phases[0][1], seed=cold_seed)
-        main_hash = config_fingerprint(spec.model, dataset, "main", row_config, config_files, main_cold)[:10]
+        main_hashes = {config_fingerprint(spec.model, dataset, "main", row_config, config_files, main_cold,
+                                          plugin_files=covered)[:10] for covered in (True, False)}
         if name in rerun_set:
             shutil.rmtree(row_dir, ignore_errors=True)
         elif existing is not None and row_finished(existing) and name not in resume_set:
-            note = "" if existing.get("config_hash") in ("", None, main_hash) else (
+            note = "" if existing.get("config_hash") in ("", None, *main_hashes) else (
                 " (it was made with another configuration; use --rerun to replace it)")
             log(f"{prefix}: finished earlier ({existing.get('status')}), kept{note}")
             continue
