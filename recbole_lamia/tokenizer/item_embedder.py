@@ -74,6 +74,11 @@ class TokenizedTexts:
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def masked_mean(hidden, mask):
+    """Mean of ``hidden [B, L, d]`` over the positions where ``mask [B, L]`` is set (0 where none is)."""
+    return (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 def _item_texts_and_spans(texts, spans):
     # Index 0 is RecBole's padding item; it has no text and is not embedded.
     return texts[1:], spans[1:]
@@ -101,8 +106,7 @@ class SentenceEmbedder:
                                 disable=not p["show_progress"]):
                 ids, mask, _ = tokens.batch(indices)
                 hidden = model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-                pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-                out[indices + 1, 0] = F.normalize(pooled, dim=-1).numpy()
+                out[indices + 1, 0] = F.normalize(masked_mean(hidden, mask), dim=-1).numpy()
         self.stats = {"embed_seconds": round(time.time() - start, 2)}
         return out
 
@@ -282,8 +286,7 @@ def similar_item_groups(states, lengths, group_size, seed):
     for start in range(0, n_items, 1024):
         chunk = states[start:start + 1024].float()
         mask = (torch.arange(chunk.size(1))[None, :] < torch.as_tensor(lengths[start:start + 1024])[:, None])
-        mean = (chunk * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        pooled[start:start + len(chunk)] = F.normalize(mean, dim=-1).numpy()
+        pooled[start:start + len(chunk)] = F.normalize(masked_mean(chunk, mask), dim=-1).numpy()
     n_groups = max(1, n_items // group_size)
     if n_groups == 1:
         return [np.arange(n_items)]
