@@ -120,3 +120,16 @@ def test_mean_level_nmi_separates_repeated_from_independent_levels():
     repeated = np.stack([a, a, rng.integers(0, 8, size=5000)], axis=1)
     assert mean_level_nmi(repeated) == pytest.approx((1.0 + 2 * mean_level_nmi(independent)) / 3, abs=0.01)
     assert mean_level_nmi(a[:, None]) is None
+
+
+@pytest.mark.parametrize("name", ["pq", "opq"])
+def test_product_quantizer_codes_are_the_nearest_centroids(name):
+    x = _embeddings(n=400, h=2, d=8)
+    quantizer = get_quantizer_class(name)(dict(FAST, pq_subspaces=4))
+    codes = quantizer.fit_encode(x)
+    flat = x.reshape(len(x), -1)
+    if quantizer.rotation is not None:
+        flat = quantizer.rotation.apply_py(flat)
+    sub = flat.reshape(len(x), 4, -1)
+    brute_force = ((sub[:, :, None, :] - quantizer.centroids[None]) ** 2).sum(-1).argmin(-1)
+    assert np.array_equal(codes, brute_force)

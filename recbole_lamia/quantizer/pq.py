@@ -51,7 +51,11 @@ class ProductQuantizer(AbstractQuantizer):
         if self.rotation is not None:
             x = self.rotation.apply_py(x)
         sub = x.reshape(len(x), self.centroids.shape[0], -1)  # [n, M, dsub]
-        return ((sub[:, :, None, :] - self.centroids[None]) ** 2).sum(-1)  # [n, M, ksub]
+        # |a - c|^2 = |a|^2 - 2 a.c + |c|^2: [n, M, ksub] without the [n, M, ksub, dsub] difference tensor
+        # (35 GB for 12k items, 16 sub-vectors and 2048 codes).
+        cross = np.einsum("nmd,mkd->nmk", sub, self.centroids)
+        dist = (sub ** 2).sum(-1)[:, :, None] - 2 * cross + (self.centroids ** 2).sum(-1)[None]
+        return np.maximum(dist, 0)
 
     def encode(self, embeddings):
         return self._distances(embeddings).argmin(-1).astype(np.int64)
