@@ -118,9 +118,9 @@ def main():
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", default=[], help="key=value (YAML value) override for all stages")
     args = parser.parse_args()
-    import yaml
+    from recbole_lamia.utils.overrides import parse_overrides
 
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = parse_overrides(args.set)
     if args.stage:
         print("RESULT " + json.dumps(run_stage(args.stage, args.dataset, os.path.abspath(args.data_path), overrides,
                                                 args.max_batches)))

@@ -34,7 +34,6 @@ def main():
     parser.add_argument("--texts", type=int, default=4, help="texts to print per group")
     parser.add_argument("--set", action="append", default=[], help="key=value (YAML value) config override")
     args = parser.parse_args()
-    import yaml
     from recbole.config import Config
     from recbole.data import create_dataset
 
@@ -44,8 +43,9 @@ def main():
     from recbole_lamia.quantizer import get_quantizer_class
     from recbole_lamia.quantizer.base import mean_level_nmi
     from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
+    from recbole_lamia.utils.overrides import parse_overrides
 
-    config_dict = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    config_dict = parse_overrides(args.set)
     if args.data_path:
         config_dict["data_path"] = os.path.abspath(args.data_path)
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv

@@ -22,16 +22,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse_value(text):
-    """``key=value`` values as YAML reads them (numbers, lists, booleans), else the string."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def build_dataset(args):
     """The TIGER dataset (runs or loads the tokenizer) and the config it was built with."""
     from recbole.config import Config
@@ -39,11 +29,10 @@ def build_dataset(args):
     from recbole.utils import init_logger, init_seed
 
     import recbole_lamia  # noqa: F401  (registers TIGER)
+    from recbole_lamia.utils.overrides import parse_overrides
 
-    config_dict = {"data_path": args.data_path, "show_progress": False, "use_gpu": False, "state": "INFO"}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        config_dict[key] = parse_value(value)
+    config_dict = {"data_path": args.data_path, "show_progress": False, "use_gpu": False, "state": "INFO",
+                   **parse_overrides(args.set)}
     if args.fresh:
         config_dict["semantic_id_cache_dir"] = os.path.join(ROOT, "saved", "rqvae_benchmark_semantic_ids",
                                                             str(int(time.time())))

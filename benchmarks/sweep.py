@@ -62,14 +62,14 @@ def main():
     parser.add_argument("--output_suffix", default="", help="appended to the results file name")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import yaml
+    from recbole_lamia.utils.overrides import parse_overrides, parse_value
 
     if args.child:
         sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
         result = run_one(args.model, args.dataset, json.loads(args.child), args.threads)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    base = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
+    base = parse_overrides(args.set)
     base.setdefault("show_progress", False)
     if args.data_path:
         base["data_path"] = os.path.abspath(args.data_path)
@@ -80,7 +80,7 @@ def main():
             rows = json.load(f).get("rows", [])
     signal.signal(signal.SIGTERM, _stop)
     for raw in args.values.split(","):
-        value = yaml.safe_load(raw)
+        value = parse_value(raw)
         config = dict(base, **{args.key: value})
         print(f"[{time.strftime('%H:%M:%S')}] {args.model} {args.key}={value} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, f"--key={args.key}", f"--values={raw}",

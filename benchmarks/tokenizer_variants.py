@@ -20,14 +20,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def parse_pairs(text):
-    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (YAML values)."""
-    import yaml
-
-    pairs = [item for item in text.split(",") if item.strip()]
-    return {k.strip(): yaml.safe_load(v) for k, v in (item.split("=", 1) for item in pairs)}
-
-
 def summarise(report):
     """The diagnostics of one tokenizer run that tell variants apart."""
     codes, embedding = report["codes"], report["embedding"]
@@ -57,13 +49,14 @@ def main():
     from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and its dataset)
+    from recbole_lamia.utils.overrides import parse_overrides, parse_pairs
 
     if args.threads:
         torch.set_num_threads(args.threads)
         import faiss
 
         faiss.omp_set_num_threads(args.threads)
-    shared = parse_pairs(",".join(args.set))
+    shared = parse_overrides(args.set)
     if args.data_path:
         shared["data_path"] = os.path.abspath(args.data_path)
     sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv

@@ -14,13 +14,13 @@ import os
 import shutil
 import sys
 
-import yaml
+from recbole_lamia.utils.overrides import parse_overrides
 
 
 def parse_row(text):
     """``"LAMIA;codebook_size=4096"`` -> ``("LAMIA", {"codebook_size": 4096})`` (YAML values)."""
     name, *pairs = text.split(";")
-    return name, {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in pairs if pair)}
+    return name, parse_overrides([pair for pair in pairs if pair], option=f"row {text!r}")
 
 
 def main(argv):

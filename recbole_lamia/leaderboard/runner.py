@@ -51,6 +51,7 @@ from recbole_lamia.leaderboard.report import read_rows, to_float, upsert_row, wr
 from recbole_lamia.leaderboard.rows import DEFAULT_ROWS, ROWS, resolve_rows
 from recbole_lamia.leaderboard.trainer import format_seconds
 from recbole_lamia.utils import registration
+from recbole_lamia.utils.overrides import parse_value
 
 # Keys that may change between an interrupted attempt and its continuation.
 RESUMABLE_KEYS = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_dir", "eval_batch_size",
@@ -310,18 +311,15 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
 
 def _parse_sets(items):
     overrides, per_row = {}, {}
-    import yaml
-
     for item in items:
         if "=" not in item:
             raise SystemExit(f"--set expects KEY=VALUE or ROW:KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        value = yaml.safe_load(value)
         if ":" in key:
             row, key = key.split(":", 1)
-            per_row.setdefault(row, {})[key] = value
+            per_row.setdefault(row, {})[key] = parse_value(value)
         else:
-            overrides[key] = value
+            overrides[key] = parse_value(value)
     return overrides, per_row
 
 
