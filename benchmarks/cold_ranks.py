@@ -1,0 +1,115 @@
+"""Where a trained leaderboard row ranks the test targets, cold-start items against the others.
+
+    python benchmarks/cold_ranks.py --run_dir=saved/cold_probe/item_loss/amazon-beauty/LAMIA/main \
+        --data_path=../shared/datasets
+
+``--run_dir`` is one phase folder of ``python -m recbole_lamia.leaderboard`` (it holds ``spec.json`` and
+``best.pth``), trained with ``--cold_start_ratio`` > 0. The dataset, the cold items and the training split are
+rebuilt exactly as the leaderboard's child built them, the best checkpoint is loaded, and every test user is
+scored over all items as RecBole's full-sort evaluation does (the user's training items masked). For each test
+case the rank of its target is kept (1 = top). Printed and written to ``results/cold_ranks_<name>.json``:
+rank quantiles and hit shares at 10, 100 and 1000, for the cases whose target is cold and for the others, so
+that a near-zero cold Recall@10 can be told apart from cold items ranked at random (median about n_items / 2).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rank_summary(ranks, n_items):
+    """Quantiles and hit shares of 1-based ``ranks`` among ``n_items`` candidates."""
+    import numpy as np
+
+    ranks = np.asarray(ranks)
+    if len(ranks) == 0:
+        return {"cases": 0}
+    return {"cases": int(len(ranks)), "median_rank": float(np.median(ranks)),
+            "mean_percentile": round(float(np.mean(ranks / n_items)) * 100, 2),
+            "quartiles": [float(q) for q in np.percentile(ranks, [25, 75])],
+            **{f"hit@{k}": round(float(np.mean(ranks <= k)), 4) for k in (10, 100, 1000)}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_dir", required=True, help="a leaderboard phase folder (spec.json, best.pth)")
+    parser.add_argument("--data_path", default=None, help="override the data_path stored in spec.json")
+    parser.add_argument("--name", default=None, help="output file stem (default: the row's name)")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    import numpy as np
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_seed
+
+    import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
+    from recbole_lamia.leaderboard.child import resolve_auto_features
+    from recbole_lamia.leaderboard.cold_start import cold_start_build, select_cold_items
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with open(os.path.join(args.run_dir, "spec.json"), encoding="utf-8") as f:
+        spec = json.load(f)
+    cold = spec.get("cold_start") or {}
+    if not float(cold.get("ratio") or 0):
+        raise SystemExit(f"{args.run_dir} was trained without cold-start items (cold_start ratio 0).")
+    checkpoint_file = os.path.join(args.run_dir, "best.pth")
+    if not os.path.exists(checkpoint_file):
+        raise SystemExit(f"{checkpoint_file} does not exist: the row has no best checkpoint yet.")
+    config_dict = dict(spec["config_dict"], checkpoint_dir=args.run_dir, show_progress=False)
+    if args.data_path:
+        config_dict["data_path"] = os.path.abspath(args.data_path)
+    sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
+    config = Config(model=spec["model"], dataset=spec["dataset"], config_file_list=spec.get("config_files"),
+                    config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    cold_items = select_cold_items(dataset, float(cold["ratio"]), cold.get("seed", config["seed"]))
+    context = cold_start_build(cold_items) if cold.get("train_without") else None
+    if context is not None:
+        with context:
+            train_data, _, test_data = data_preparation(config, dataset)
+    else:
+        train_data, _, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    resolve_auto_features(config, train_data._dataset)
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
+    checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+
+    is_cold = np.zeros(dataset.item_num, dtype=bool)
+    is_cold[np.asarray(cold_items, dtype=np.int64)] = True
+    cold_ranks, warm_ranks = [], []
+    start = time.time()
+    with torch.no_grad():
+        for interaction, history_index, _, positive_i in test_data:
+            interaction = interaction.to(config["device"])
+            scores = model.full_sort_predict(interaction).view(-1, dataset.item_num)
+            scores[:, 0] = -np.inf
+            if history_index is not None:
+                scores[history_index] = -np.inf
+            target_scores = scores[torch.arange(len(positive_i)), positive_i]
+            ranks = (scores > target_scores.unsqueeze(1)).sum(1) + 1
+            for item, rank in zip(positive_i.tolist(), ranks.tolist()):
+                (cold_ranks if is_cold[item] else warm_ranks).append(rank)
+    n_items = dataset.item_num - 1
+    result = {"run_dir": args.run_dir, "row": spec.get("row"), "model": spec["model"],
+              "epoch": checkpoint.get("cur_epoch"), "n_items": n_items, "cold_items": int(len(cold_items)),
+              "random_median_rank": (n_items + 1) / 2, "seconds": round(time.time() - start, 1),
+              "cold": rank_summary(cold_ranks, n_items), "warm": rank_summary(warm_ranks, n_items)}
+    print(json.dumps(result, indent=1))
+    out = os.path.join(ROOT, "results", f"cold_ranks_{args.name or spec.get('row', spec['model'])}.json")
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
