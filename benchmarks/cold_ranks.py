@@ -8,8 +8,9 @@
 rebuilt exactly as the leaderboard's child built them, the best checkpoint is loaded, and every test user is
 scored over all items as RecBole's full-sort evaluation does (the user's training items masked). For each test
 case the rank of its target is kept (1 = top). Printed and written to ``results/cold_ranks_<name>.json``:
-rank quantiles and hit shares at 10, 100 and 1000, for the cases whose target is cold and for the others, so
-that a near-zero cold Recall@10 can be told apart from cold items ranked at random (median about n_items / 2).
+rank quantiles and hit shares at 10, 100 and 1000, for the cases whose target is cold and for the others (also by
+the target's interaction count), so that a near-zero cold Recall@10 can be told apart from cold items ranked at
+random (median about n_items / 2), and cold items from warm items that are just as rare.
 """
 
 import argparse
@@ -86,7 +87,11 @@ def main():
 
     is_cold = np.zeros(dataset.item_num, dtype=bool)
     is_cold[np.asarray(cold_items, dtype=np.int64)] = True
-    cold_ranks, warm_ranks = [], []
+    # Interactions per item in the whole filtered dataset (training, valid and test), to set the cold items
+    # beside warm items that are about as rare: a long-tail item is also scored from few training events.
+    item_counts = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)
+    buckets = [(5, 6), (7, 10), (11, 20), (21, None)]
+    cold_ranks, warm_ranks, bucket_ranks = [], [], {bucket: [] for bucket in buckets}
     start = time.time()
     with torch.no_grad():
         for interaction, history_index, _, positive_i in test_data:
@@ -98,12 +103,20 @@ def main():
             target_scores = scores[torch.arange(len(positive_i)), positive_i]
             ranks = (scores > target_scores.unsqueeze(1)).sum(1) + 1
             for item, rank in zip(positive_i.tolist(), ranks.tolist()):
-                (cold_ranks if is_cold[item] else warm_ranks).append(rank)
+                if is_cold[item]:
+                    cold_ranks.append(rank)
+                    continue
+                warm_ranks.append(rank)
+                for low, high in buckets:
+                    if item_counts[item] >= low and (high is None or item_counts[item] <= high):
+                        bucket_ranks[(low, high)].append(rank)
     n_items = dataset.item_num - 1
     result = {"run_dir": args.run_dir, "row": spec.get("row"), "model": spec["model"],
               "epoch": checkpoint.get("cur_epoch"), "n_items": n_items, "cold_items": int(len(cold_items)),
               "random_median_rank": (n_items + 1) / 2, "seconds": round(time.time() - start, 1),
-              "cold": rank_summary(cold_ranks, n_items), "warm": rank_summary(warm_ranks, n_items)}
+              "cold": rank_summary(cold_ranks, n_items), "warm": rank_summary(warm_ranks, n_items),
+              "warm_by_interactions": {f"{low}-{high or 'inf'}": rank_summary(bucket_ranks[(low, high)], n_items)
+                                       for low, high in buckets}}
     print(json.dumps(result, indent=1))
     out = os.path.join(ROOT, "results", f"cold_ranks_{args.name or spec.get('row', spec['model'])}.json")
     with open(out, "w", encoding="utf-8") as f:
