@@ -35,6 +35,25 @@ def rank_summary(ranks, n_items):
             **{f"hit@{k}": round(float(np.mean(ranks <= k)), 4) for k in (10, 100, 1000)}}
 
 
+def shared_tokens(item_codes, cold_items):
+    """How much of the cold items' semantic IDs warm items also use (semantic-ID models only).
+
+    ``token_share``: share of (cold item, aspect) tokens that some warm item has at that aspect.
+    ``max_aspects_shared_with_one_warm_item``: per cold item, the most aspects it has in common with one warm item.
+    """
+    import numpy as np
+
+    codes = np.asarray(item_codes)[1:]  # row 0 is padding
+    cold = np.asarray(cold_items, dtype=np.int64) - 1
+    warm = np.setdiff1d(np.arange(len(codes)), cold)
+    token_share = np.mean([[np.isin(codes[c, level], codes[warm, level]) for level in range(codes.shape[1])]
+                           for c in cold])
+    most = np.array([(codes[warm] == codes[c]).sum(1).max() for c in cold])
+    return {"semantic_id_length": int(codes.shape[1]), "token_share": round(float(token_share), 4),
+            "max_aspects_shared_with_one_warm_item": {"median": float(np.median(most)),
+                                                      "p10_p90": [float(q) for q in np.percentile(most, [10, 90])]}}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", required=True, help="a leaderboard phase folder (spec.json, best.pth)")
@@ -117,6 +136,8 @@ def main():
               "cold": rank_summary(cold_ranks, n_items), "warm": rank_summary(warm_ranks, n_items),
               "warm_by_interactions": {f"{low}-{high or 'inf'}": rank_summary(bucket_ranks[(low, high)], n_items)
                                        for low, high in buckets}}
+    if hasattr(dataset, "item_semantic_ids"):
+        result["cold_ids"] = shared_tokens(dataset.item_semantic_ids.numpy(), cold_items)
     print(json.dumps(result, indent=1))
     out = os.path.join(ROOT, "results", f"cold_ranks_{args.name or spec.get('row', spec['model'])}.json")
     with open(out, "w", encoding="utf-8") as f:
