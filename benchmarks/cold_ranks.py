@@ -16,7 +16,6 @@ random (median about n_items / 2), and cold items from warm items that are just 
 import argparse
 import json
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,13 +62,10 @@ def main():
     args = parser.parse_args()
     import numpy as np
     import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, init_seed
+    from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
-    from recbole_lamia.leaderboard.child import resolve_auto_features
-    from recbole_lamia.leaderboard.cold_start import cold_start_build, select_cold_items
+    from recbole_lamia.leaderboard.child import phase_config, phase_data_and_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,24 +77,12 @@ def main():
     checkpoint_file = os.path.join(args.run_dir, "best.pth")
     if not os.path.exists(checkpoint_file):
         raise SystemExit(f"{checkpoint_file} does not exist: the row has no best checkpoint yet.")
-    config_dict = dict(spec["config_dict"], checkpoint_dir=args.run_dir, show_progress=False)
+    extra = {"checkpoint_dir": args.run_dir, "show_progress": False}
     if args.data_path:
-        config_dict["data_path"] = os.path.abspath(args.data_path)
-    sys.argv = sys.argv[:1]  # RecBole's Config parses sys.argv
-    config = Config(model=spec["model"], dataset=spec["dataset"], config_file_list=spec.get("config_files"),
-                    config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
+        extra["data_path"] = os.path.abspath(args.data_path)
+    config = phase_config(spec, **extra)
     dataset = create_dataset(config)
-    cold_items = select_cold_items(dataset, float(cold["ratio"]), cold.get("seed", config["seed"]))
-    context = cold_start_build(cold_items) if cold.get("train_without") else None
-    if context is not None:
-        with context:
-            train_data, _, test_data = data_preparation(config, dataset)
-    else:
-        train_data, _, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    resolve_auto_features(config, train_data._dataset)
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    cold_items, _, (_, _, test_data), model = phase_data_and_model(config, dataset, cold)
     # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
     checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])

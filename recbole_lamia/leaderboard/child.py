@@ -108,21 +108,50 @@ def clean_argv():
         sys.argv = saved
 
 
+def phase_config(spec, **extra):
+    """RecBole ``Config`` of a phase spec (``config_dict`` plus ``extra``), seeded as the phase trains it."""
+    from recbole.config import Config
+    from recbole.utils import init_seed
+
+    with clean_argv():
+        config = Config(model=spec["model"], dataset=spec["dataset"], config_file_list=spec.get("config_files"),
+                        config_dict=dict(spec["config_dict"], **extra))
+    init_seed(config["seed"], config["reproducibility"])
+    return config
+
+
+def phase_data_and_model(config, dataset, cold, split_stats=None):
+    """``(cold_items, use_cold_split, (train, valid, test), model)`` of a phase, built as its training run built them.
+
+    ``cold`` is the spec's ``cold_start`` dict: with a ratio, the seeded cold items are drawn, and with
+    ``train_without`` the training split is rebuilt without them (``cold_start.py``).
+    """
+    import numpy as np
+    from recbole.data import data_preparation
+    from recbole.utils import get_model, init_seed
+
+    from recbole_lamia.leaderboard.cold_start import cold_start_build, select_cold_items
+
+    ratio = float(cold.get("ratio") or 0.0)
+    cold_items = select_cold_items(dataset, ratio, cold.get("seed", config["seed"])) if ratio > 0 else np.zeros(0)
+    use_cold_split = bool(cold.get("train_without")) and len(cold_items) > 0
+    with cold_start_build(cold_items, split_stats) if use_cold_split else contextlib.nullcontext():
+        loaders = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    resolve_auto_features(config, loaders[0]._dataset)
+    model = get_model(config["model"])(config, loaders[0]._dataset).to(config["device"])
+    return cold_items, use_cold_split, loaders, model
+
+
 def run_phase(spec, progress=print):
     """Train and evaluate one phase; return the result columns. Raises on failure."""
     import numpy as np
     import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+    from recbole.data import create_dataset
+    from recbole.utils import get_trainer, init_logger
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
-    from recbole_lamia.leaderboard.cold_start import (
-        cold_set_hash,
-        cold_start_build,
-        cold_test_loader,
-        select_cold_items,
-    )
+    from recbole_lamia.leaderboard.cold_start import cold_set_hash, cold_test_loader
     from recbole_lamia.leaderboard.trainer import leaderboard_trainer
     from recbole_lamia.quick_start import check_model_name
 
@@ -131,11 +160,7 @@ def run_phase(spec, progress=print):
     run_dir = spec["run_dir"]
     os.makedirs(run_dir, exist_ok=True)
     label = f"{spec['row']} [{spec['phase']}]"
-    config_dict = dict(spec["config_dict"], checkpoint_dir=run_dir)
-    with clean_argv():
-        config = Config(model=spec["model"], dataset=spec["dataset"], config_file_list=spec.get("config_files"),
-                        config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
+    config = phase_config(spec, checkpoint_dir=run_dir)
     if spec.get("isolated"):
         init_logger(config)
     progress(f"{label}: building the {spec['dataset']} dataset for {spec['model']}")
@@ -144,16 +169,9 @@ def run_phase(spec, progress=print):
     dataset_seconds = time.time() - t0
 
     cold = spec.get("cold_start") or {}
-    ratio = float(cold.get("ratio") or 0.0)
-    cold_items = select_cold_items(dataset, ratio, cold.get("seed", config["seed"])) if ratio > 0 else np.zeros(0)
     split_stats = {}
-    use_cold_split = bool(cold.get("train_without")) and len(cold_items) > 0
-    with cold_start_build(cold_items, split_stats) if use_cold_split else contextlib.nullcontext():
-        train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    resolve_auto_features(config, train_data._dataset)
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    cold_items, use_cold_split, (train_data, valid_data, test_data), model = phase_data_and_model(
+        config, dataset, cold, split_stats)
     trainer_class = leaderboard_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))
     trainer = trainer_class(config, model)
     budget = spec.get("budget_seconds")

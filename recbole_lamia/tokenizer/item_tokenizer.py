@@ -158,9 +158,9 @@ class ItemTokenizer:
                 cache, emb_name, emb_key, "embeddings",
                 lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
             emb_shape = list(embeddings.shape)
-            codes, code_meta = self._load_or_build(
-                cache, code_name, code_key, "codes",
-                lambda: self._quantize(embeddings), f"semantic IDs ({p['quantizer']})")
+            # The codes entry was looked up above and missed: build it without a second lookup.
+            codes, code_meta = self._build_and_store(cache, code_name, code_key, "codes",
+                                                     lambda: self._quantize(embeddings))
         if len(codes) != dataset.item_num:
             raise RuntimeError(f"Semantic IDs cover {len(codes)} items, the dataset has {dataset.item_num}.")
         self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": emb_shape}
@@ -173,6 +173,10 @@ class ItemTokenizer:
         if loaded is not None:
             self.logger.info(f"Loaded {label} {loaded[0][array_name].shape} from cache.")
             return loaded[0][array_name], dict(loaded[1], cached=True)
+        return self._build_and_store(cache, name, key, array_name, build)
+
+    def _build_and_store(self, cache, name, key, array_name, build):
+        """``(array, metadata)`` from ``build()``, timed and stored in the cache entry ``name``."""
         start = time.time()
         array, meta = build()
         meta = dict(meta, seconds=round(time.time() - start, 2))
