@@ -69,7 +69,11 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with open(os.path.join(args.run_dir, "spec.json"), encoding="utf-8") as f:
+    spec_file = os.path.join(args.run_dir, "spec.json")
+    if not os.path.exists(spec_file):
+        raise SystemExit(f"{spec_file} does not exist: --run_dir must be a leaderboard phase folder, "
+                         "<checkpoint_dir>/<dataset>/<row>/<phase>.")
+    with open(spec_file, encoding="utf-8") as f:
         spec = json.load(f)
     cold = spec.get("cold_start") or {}
     if not float(cold.get("ratio") or 0):
