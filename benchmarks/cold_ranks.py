@@ -62,35 +62,13 @@ def main():
     args = parser.parse_args()
     import numpy as np
     import torch
-    from recbole.data import create_dataset
 
-    import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
-    from recbole_lamia.leaderboard.child import phase_config, phase_data_and_model
+    from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec_file = os.path.join(args.run_dir, "spec.json")
-    if not os.path.exists(spec_file):
-        raise SystemExit(f"{spec_file} does not exist: --run_dir must be a leaderboard phase folder, "
-                         "<checkpoint_dir>/<dataset>/<row>/<phase>.")
-    with open(spec_file, encoding="utf-8") as f:
-        spec = json.load(f)
-    cold = spec.get("cold_start") or {}
-    if not float(cold.get("ratio") or 0):
-        raise SystemExit(f"{args.run_dir} was trained without cold-start items (cold_start ratio 0).")
-    checkpoint_file = os.path.join(args.run_dir, "best.pth")
-    if not os.path.exists(checkpoint_file):
-        raise SystemExit(f"{checkpoint_file} does not exist: the row has no best checkpoint yet.")
-    extra = {"checkpoint_dir": args.run_dir, "show_progress": False}
-    if args.data_path:
-        extra["data_path"] = os.path.abspath(args.data_path)
-    config = phase_config(spec, **extra)
-    dataset = create_dataset(config)
-    cold_items, _, (_, _, test_data), model = phase_data_and_model(config, dataset, cold)
-    # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
-    checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
+    spec, config, dataset, cold_items, test_data, model, checkpoint = load_phase(
+        args.run_dir, args.data_path, require_cold=True)
 
     is_cold = np.zeros(dataset.item_num, dtype=bool)
     is_cold[np.asarray(cold_items, dtype=np.int64)] = True
@@ -100,23 +78,15 @@ def main():
     buckets = [(5, 6), (7, 10), (11, 20), (21, None)]
     cold_ranks, warm_ranks, bucket_ranks = [], [], {bucket: [] for bucket in buckets}
     start = time.time()
-    with torch.no_grad():
-        for interaction, history_index, _, positive_i in test_data:
-            interaction = interaction.to(config["device"])
-            scores = model.full_sort_predict(interaction).view(-1, dataset.item_num)
-            scores[:, 0] = -np.inf
-            if history_index is not None:
-                scores[history_index] = -np.inf
-            target_scores = scores[torch.arange(len(positive_i)), positive_i]
-            ranks = (scores > target_scores.unsqueeze(1)).sum(1) + 1
-            for item, rank in zip(positive_i.tolist(), ranks.tolist()):
-                if is_cold[item]:
-                    cold_ranks.append(rank)
-                    continue
-                warm_ranks.append(rank)
-                for low, high in buckets:
-                    if item_counts[item] >= low and (high is None or item_counts[item] <= high):
-                        bucket_ranks[(low, high)].append(rank)
+    _, targets, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
+    for item, rank in zip(targets.tolist(), ranks.tolist()):
+        if is_cold[item]:
+            cold_ranks.append(rank)
+            continue
+        warm_ranks.append(rank)
+        for low, high in buckets:
+            if item_counts[item] >= low and (high is None or item_counts[item] <= high):
+                bucket_ranks[(low, high)].append(rank)
     n_items = dataset.item_num - 1
     result = {"run_dir": args.run_dir, "row": spec.get("row"), "model": spec["model"],
               "epoch": checkpoint.get("cur_epoch"), "n_items": n_items, "cold_items": int(len(cold_items)),

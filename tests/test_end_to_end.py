@@ -112,6 +112,27 @@ def test_negative_item_loss_weight_is_rejected(tiny_data_path, tiny_bert_path, t
         LAMIA(config, train._dataset)
 
 
+def test_aspect_dropout_drops_whole_tokens_in_training_only(tiny_data_path, tiny_bert_path, tmp_path):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), aspect_dropout_prob=0.5)
+    config, dataset = _build("LAMIA", config_dict)
+    train, _, _ = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset)
+    items = torch.arange(1, dataset.item_num).repeat(50, 1)  # [50, n_items - 1]: every item many times
+    model.eval()
+    assert torch.equal(model.history_representation(items), model.item_representation(items))
+    model.train()
+    torch.manual_seed(0)
+    dropped = model.history_representation(items)
+    tokens = model.token_embedding(model.item_token_index[items])  # [50, n - 1, h, hidden]
+    # Each representation is 1 / (1 - p) times the sum of a subset of the item's own tokens.
+    kept = torch.linalg.lstsq(tokens.transpose(-1, -2), (dropped * 0.5).unsqueeze(-1)).solution.squeeze(-1)
+    assert torch.allclose(kept, kept.round(), atol=1e-3) and set(kept.round().unique().tolist()) == {0.0, 1.0}
+    assert abs(kept.round().mean().item() - 0.5) < 0.05
+    with pytest.raises(ValueError, match="aspect_dropout_prob"):
+        LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, aspect_dropout_prob=1.0)),
+              train._dataset)
+
+
 def test_run_recbole_entry_point_uses_plugin_yaml(tiny_data_path, tiny_bert_path, tmp_path):
     config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path)
     result = run_recbole(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict, saved=False)

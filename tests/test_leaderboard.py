@@ -121,11 +121,18 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
     row = _csv_rows(tmp_path)["SASRec"]
     assert row["status"] == "budget" and row["epochs_run"] == "1" and row["max_epochs"] == "3"
 
-    # --resume reopens a finished row: epochs=2 and no budget -> one more epoch from the saved one.
-    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=2)
+    # --resume of a finished row that crashes after its 2nd epoch was saved: the budget row is kept as it was.
+    messages = []
+    _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3), messages,
+         models=["SASRec"], cold_start_ratio=0, resume=["SASRec"], interrupt_after_epoch={"SASRec": 1})
+    assert _csv_rows(tmp_path)["SASRec"] == row
+    assert any("the earlier budget row is kept" in m for m in messages)
+
+    # --resume reopens it again: epochs=3 and no budget -> one more epoch from the 2 saved ones.
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)
     _run(tmp_path, tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0, resume=["SASRec"])
     row = _csv_rows(tmp_path)["SASRec"]
-    assert row["status"] == "max_epochs" and row["resumed_from_epoch"] == "1" and row["epochs_run"] == "2"
+    assert row["status"] == "max_epochs" and row["resumed_from_epoch"] == "2" and row["epochs_run"] == "3"
 
     # --rerun starts from scratch; validation that stops at the 2nd evaluation is recorded as early_stopped.
     calls = []
@@ -269,3 +276,55 @@ def test_fingerprint_covers_the_plugin_yaml_and_keeps_the_older_form(tmp_path, m
     assert config_fingerprint(*args) != before  # a tuned setting changed: the checkpoint is not continued
     assert config_fingerprint(*args, plugin_files=False) == legacy_before
     assert config_fingerprint(*sasrec) == sasrec_before  # another model on the dataset is not affected
+
+
+def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_path, tiny_bert_path, tmp_path):
+    import pytest
+
+    from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
+    from recbole_lamia.leaderboard.significance import paired_comparison, per_user_metrics
+
+    _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=2),
+         models=["LAMIA", "SASRec"], cold_start_ratio=0)
+    table = _csv_rows(tmp_path)
+    per_user = {}
+    for name in ("LAMIA", "SASRec"):
+        run_dir = str(tmp_path / "ckpt" / TINY_DATASET / name / "main")
+        _, config, dataset, _, test_data, model, _ = load_phase(run_dir)
+        users, items, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
+        assert len(set(users.tolist())) == len(users) and (items > 0).all() and (ranks >= 1).all()
+        metrics = per_user_metrics(ranks, [5, 10])
+        for metric, values in metrics.items():  # the reloaded best checkpoint reproduces RecBole's test metrics
+            assert round(float(values.mean()), 4) == pytest.approx(float(table[name][f"test_{metric}"]), abs=1e-4)
+        order = np.argsort(dataset.id2token(dataset.uid_field, users))
+        per_user[name] = {metric: values[order] for metric, values in metrics.items()}
+
+    same = paired_comparison(per_user["LAMIA"]["ndcg@10"], per_user["LAMIA"]["ndcg@10"], "ndcg@10", resamples=200)
+    assert same["a_minus_b"] == 0 and same["p_value"] == 1.0
+    recall = paired_comparison(per_user["LAMIA"]["recall@10"], per_user["SASRec"]["recall@10"], "recall@10",
+                               resamples=200)
+    expected = per_user["LAMIA"]["recall@10"].mean() - per_user["SASRec"]["recall@10"].mean()
+    assert recall["a_minus_b"] == pytest.approx(expected, abs=1e-5)
+    assert recall["ci95"][0] <= recall["a_minus_b"] <= recall["ci95"][1] and 0 < recall["p_value"] <= 1
+    with pytest.raises(SystemExit, match="trained without cold-start items"):
+        load_phase(str(tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main"), require_cold=True)
+    with pytest.raises(SystemExit, match="leaderboard phase folder"):
+        load_phase(str(tmp_path))
+
+
+def test_paired_comparison_detects_a_real_difference_and_rejects_bad_input():
+    import pytest
+
+    from recbole_lamia.leaderboard.significance import paired_comparison, per_user_metrics
+
+    rng = np.random.default_rng(3)
+    ranks_b = rng.integers(1, 200, 3000)
+    ranks_a = np.where(rng.random(3000) < 0.1, 1, ranks_b)  # A moves 10 % of the targets to the top
+    a, b = per_user_metrics(ranks_a, [10]), per_user_metrics(ranks_b, [10])
+    assert b["ndcg@10"][ranks_b == 1].tolist() == [1.0] * int((ranks_b == 1).sum())
+    for metric in ("recall@10", "ndcg@10"):
+        result = paired_comparison(a[metric], b[metric], metric, resamples=500)
+        assert result["a_minus_b"] > 0 and result["ci95"][0] > 0 and result["p_value"] < 0.01
+    assert paired_comparison(a["recall@10"], b["recall@10"], "recall@10")["only_b_hits"] == 0
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_comparison(a["recall@10"], b["recall@10"][:-1], "recall@10")

@@ -14,14 +14,15 @@
 # A group is one table: rows of a group share its --out_dir, under the table's file lock.
 # Checkpoints stay in /tmp/ckpt on the device and are lost when the machine goes back (over 16 MiB each).
 #
-# Environment knobs: MAX_MIN (default 5; the per-row training budget), HARD_LIMIT_S (default 575: every job
-# gets SIGINT this many seconds after the script starts, so that the logs and error rows still come back inside
-# the tool's 600 s), JOBS.
+# Environment knobs: MAX_MIN (default 5; the per-row training budget), HARD_LIMIT_S (default 550: every job
+# gets SIGINT this many seconds after the script starts, and up to 20 s more to write its error row before
+# SIGKILL; packing the results takes a few seconds, so keep it at least 35 s under the run's timeout_s), JOBS.
 set -uo pipefail
 
 : "${OUT:?OUT is set by the device tool}"
+mkdir -p "$OUT"
 MAX_MIN=${MAX_MIN:-5}
-HARD_LIMIT_S=${HARD_LIMIT_S:-575}
+HARD_LIMIT_S=${HARD_LIMIT_S:-550}
 DATASET=amazon-beauty
 START=$(date +%s)
 SITE=/tmp/site
@@ -133,17 +134,21 @@ main() {
             --out_dir="$RES/$group" --checkpoint_dir="$CKPT/$group" > "$LOGS/${group}_$row.log" 2>&1 &
         pids+=($!); names+=("${group}_$row")
     done <<< "$JOBS"
-    local running=${#pids[@]} i
+    # Poll every 5 s (so the results are packed as soon as the last job ends: session 5 lost its tables to a
+    # 30 s sleep past the tool's limit), report every 30 s.
+    local running=${#pids[@]} i tick=0
     while [ "$running" -gt 0 ]; do
-        sleep 30
+        sleep 5
+        tick=$((tick + 1))
         running=0
         for i in "${!pids[@]}"; do
             if kill -0 "${pids[$i]}" 2>/dev/null; then
                 running=$((running + 1))
-                echo "  ${names[$i]}: $(grep -a '^\[' "$LOGS/${names[$i]}.log" | tail -n 1 | cut -c1-150)"
+                [ $((tick % 6)) -eq 0 ] && echo "  ${names[$i]}: $(grep -a '^\[' "$LOGS/${names[$i]}.log" | tail -n 1 | cut -c1-150)"
             fi
         done
-        stamp "$running jobs running; GPU: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"
+        [ $((tick % 6)) -eq 0 ] || [ "$running" -eq 0 ] && \
+            stamp "$running jobs running; GPU: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null)"
     done
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}"; echo "  ${names[$i]}: exit status $?"

@@ -129,8 +129,7 @@ def _phases(ratio, mode):
 
 def _run_in_subprocess(spec, log):
     run_dir = spec["run_dir"]
-    spec_file = os.path.join(run_dir, "spec.json")
-    write_json_atomic(spec_file, spec)
+    spec_file = os.path.join(run_dir, "spec.json")  # written by run_leaderboard
     log_path = os.path.join(run_dir, "log.txt")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if spec.get("threads"):
@@ -254,7 +253,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
             if result is None:
-                if os.path.exists(result_file):
+                # A reopened row keeps its finished result until a new one replaces it (write_json_atomic).
+                if os.path.exists(result_file) and not reopen:
                     os.remove(result_file)
                 phase_spec = {
                     "row": name, "phase": phase, "model": spec.model, "dataset": dataset,
@@ -266,6 +266,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 }
                 log(f"{prefix} [{phase}]: starting" + (" (continuing from its last saved epoch if any)"
                                                       if os.path.exists(os.path.join(run_dir, "last.pth")) else ""))
+                # The phase's recipe, also for later analyses (ranks.load_phase) of in-process rows.
+                write_json_atomic(os.path.join(run_dir, "spec.json"), phase_spec)
                 try:
                     if isolate:
                         result = _run_in_subprocess(phase_spec, log)
@@ -286,9 +288,15 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                     record["cold_status"] = "skipped"  # the cold-start run of a failing model would fail too
                 break
         record["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        # Under a lock, re-read: another leaderboard process on this dataset may have written rows meanwhile.
-        table = upsert_row(out_dir, dataset, record, meta)
-        position = {r.get("row"): i for i, r in enumerate(table)}
+        if reopen and existing is not None and row_finished(existing) and not row_finished(record):
+            # --resume of a finished row that failed or was interrupted: nothing is lost, the earlier row stays.
+            log(f"{prefix}: continuing it failed ({record.get('error')}); the earlier {existing.get('status')} "
+                "row is kept, and a rerun with --resume continues from the last saved epoch")
+            record = existing
+        else:
+            # Under a lock, re-read: another leaderboard process on this dataset may have written rows meanwhile.
+            table = upsert_row(out_dir, dataset, record, meta)
+            position = {r.get("row"): i for i, r in enumerate(table)}
         elapsed = time.time() - row_start
         durations.append(elapsed)
         left = len(specs) - number

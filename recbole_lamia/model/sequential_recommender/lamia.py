@@ -48,6 +48,9 @@ class LAMIA(SequentialRecommender):
         self.item_loss_weight = float(config["item_loss_weight"] or 0.0)
         if self.item_loss_weight < 0:
             raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
+        self.aspect_dropout_prob = float(config["aspect_dropout_prob"] or 0.0)
+        if not 0 <= self.aspect_dropout_prob < 1:
+            raise ValueError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
         self.beam_search = bool(config["beam_search"])
         self.beam_size = int(config["beam_size"] or 0)
         if self.beam_search and self.beam_size < max_topk(config):
@@ -101,10 +104,22 @@ class LAMIA(SequentialRecommender):
             rep = rep + self.item_id_embedding(items)
         return rep
 
+    def history_representation(self, item_seq):
+        """``[B, L, hidden]`` history items from their tokens; in training each aspect's token is dropped with
+        ``aspect_dropout_prob`` (the rest rescaled), so the model cannot lean on one item's exact token mix."""
+        if not (self.training and self.aspect_dropout_prob > 0):
+            return self.item_representation(item_seq)
+        tokens = self.token_embedding(self.item_token_index[item_seq])  # [B, L, h, hidden]
+        keep = torch.rand(tokens.shape[:-1], device=tokens.device) >= self.aspect_dropout_prob
+        rep = (tokens * keep.unsqueeze(-1)).sum(-2) / (1.0 - self.aspect_dropout_prob)
+        if self.item_id_embedding is not None:
+            rep = rep + self.item_id_embedding(item_seq)
+        return rep
+
     def encode_sequence(self, item_seq):
         """``[B, L, hidden]`` causal encoding of every position of the history."""
         positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0).expand_as(item_seq)
-        hidden = self.item_representation(item_seq) + self.position_embedding(positions)
+        hidden = self.history_representation(item_seq) + self.position_embedding(positions)
         hidden = self.dropout(self.layer_norm(hidden))
         mask = self.get_attention_mask(item_seq)
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]

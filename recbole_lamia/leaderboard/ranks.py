@@ -1,0 +1,72 @@
+"""Reload a trained leaderboard row and rank every test target, for analyses the table cannot give.
+
+``benchmarks/cold_ranks.py`` (cold-start items against warm ones) and ``benchmarks/paired_test.py`` (two rows
+compared user by user) both start from a phase folder of ``python -m recbole_lamia.leaderboard``
+(``<checkpoint_dir>/<dataset>/<row>/<phase>``, holding ``spec.json`` and ``best.pth``).
+"""
+
+import json
+import os
+
+
+def load_phase(run_dir, data_path=None, require_cold=False):
+    """Rebuild a phase's data and model exactly as the leaderboard's child did, with ``best.pth`` loaded.
+
+    Returns ``(spec, config, dataset, cold_items, test_data, model, checkpoint)``; ``model`` is in eval mode.
+    Stops with a clear message when ``run_dir`` is not a phase folder, has no best checkpoint, or (with
+    ``require_cold``) was trained without cold-start items.
+    """
+    import torch
+    from recbole.data import create_dataset
+
+    import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
+    from recbole_lamia.leaderboard.child import phase_config, phase_data_and_model
+
+    spec_file = os.path.join(run_dir, "spec.json")
+    if not os.path.exists(spec_file):
+        raise SystemExit(f"{spec_file} does not exist: --run_dir must be a leaderboard phase folder, "
+                         "<checkpoint_dir>/<dataset>/<row>/<phase>.")
+    with open(spec_file, encoding="utf-8") as f:
+        spec = json.load(f)
+    cold = spec.get("cold_start") or {}
+    if require_cold and not float(cold.get("ratio") or 0):
+        raise SystemExit(f"{run_dir} was trained without cold-start items (cold_start ratio 0).")
+    checkpoint_file = os.path.join(run_dir, "best.pth")
+    if not os.path.exists(checkpoint_file):
+        raise SystemExit(f"{checkpoint_file} does not exist: the row has no best checkpoint yet.")
+    extra = {"checkpoint_dir": run_dir, "show_progress": False}
+    if data_path:
+        extra["data_path"] = os.path.abspath(data_path)
+    config = phase_config(spec, **extra)
+    dataset = create_dataset(config)
+    cold_items, _, (_, _, test_data), model = phase_data_and_model(config, dataset, cold)
+    # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
+    checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    return spec, config, dataset, cold_items, test_data, model, checkpoint
+
+
+def target_ranks(model, test_data, n_items, uid_field, device):
+    """``(users, items, ranks)``: every full-sort test case's user, target item and 1-based rank.
+
+    Scores every item as RecBole's full-sort evaluation does (padding and the user's training items masked);
+    items scored equal to the target do not push it down.
+    """
+    import numpy as np
+    import torch
+
+    users, items, ranks = [], [], []
+    with torch.no_grad():
+        for interaction, history_index, positive_u, positive_i in test_data:
+            interaction = interaction.to(device)
+            scores = model.full_sort_predict(interaction).view(-1, n_items)
+            scores[:, 0] = -np.inf
+            if history_index is not None:
+                scores[history_index] = -np.inf
+            positive_u, positive_i = positive_u.to(scores.device), positive_i.to(scores.device)
+            target_scores = scores[positive_u, positive_i]
+            ranks.append(((scores[positive_u] > target_scores.unsqueeze(1)).sum(1) + 1).cpu())
+            users.append(interaction[uid_field][positive_u].cpu())
+            items.append(positive_i.cpu())
+    return torch.cat(users).numpy(), torch.cat(items).numpy(), torch.cat(ranks).numpy().astype(np.int64)
