@@ -27,3 +27,8 @@ def test_leaderboard_sets_split_shared_and_per_row():
     shared, per_row = _parse_sets(["epochs=3", "LAMIA:codebook_size=4096"])
     assert shared == {"epochs": 3}
     assert per_row == {"LAMIA": {"codebook_size": 4096}}
+
+
+def test_leaderboard_set_without_equals_sign_names_both_forms():
+    with pytest.raises(SystemExit, match=r"--set \[ROW:\]KEY=VALUE: expects KEY=VALUE, got 'LAMIA:epochs'"):
+        _parse_sets(["LAMIA:epochs"])

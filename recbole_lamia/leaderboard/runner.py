@@ -51,7 +51,7 @@ from recbole_lamia.leaderboard.report import read_rows, to_float, upsert_row, wr
 from recbole_lamia.leaderboard.rows import DEFAULT_ROWS, ROWS, resolve_rows
 from recbole_lamia.leaderboard.trainer import format_seconds
 from recbole_lamia.utils import registration
-from recbole_lamia.utils.overrides import parse_value
+from recbole_lamia.utils.overrides import parse_overrides
 
 # Keys that may change between an interrupted attempt and its continuation.
 RESUMABLE_KEYS = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_dir", "eval_batch_size",
@@ -318,16 +318,14 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
 
 
 def _parse_sets(items):
+    """``--set`` items -> ``(shared overrides, {row: overrides})``; ``ROW:KEY=VALUE`` applies to one row."""
     overrides, per_row = {}, {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE or ROW:KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        if ":" in key:
-            row, key = key.split(":", 1)
-            per_row.setdefault(row, {})[key] = parse_value(value)
+    for key, value in parse_overrides(items, option="--set [ROW:]KEY=VALUE:").items():
+        row, sep, row_key = key.partition(":")
+        if sep:
+            per_row.setdefault(row, {})[row_key] = value
         else:
-            overrides[key] = parse_value(value)
+            overrides[key] = value
     return overrides, per_row
 
 
