@@ -73,6 +73,9 @@ def main():
     comparison = {metric: paired_comparison(metrics_a[metric], metrics_b[metric], metric, args.resamples, args.seed)
                   for metric in metrics_a}
     name_a, name_b = spec_a.get("row", spec_a["model"]), spec_b.get("row", spec_b["model"])
+    if name_a == name_b and not args.name:
+        raise SystemExit(f"both runs are rows named {name_a}: give --name, or results/paired_{name_a}_vs_{name_a}.json "
+                         "would be overwritten by the next such comparison")
     result = {"a": {"row": name_a, "run_dir": args.run_a, "ranking_seconds": round(secs_a, 1),
                     "leaderboard_test": {m: recorded_a.get(f"test_{m}") for m in metrics_a}},
               "b": {"row": name_b, "run_dir": args.run_b, "ranking_seconds": round(secs_b, 1),

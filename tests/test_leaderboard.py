@@ -121,11 +121,18 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
     row = _csv_rows(tmp_path)["SASRec"]
     assert row["status"] == "budget" and row["epochs_run"] == "1" and row["max_epochs"] == "3"
 
-    # --resume of a finished row that crashes after its 2nd epoch was saved: the budget row is kept as it was.
+    # --resume of a finished row whose process is killed (SIGKILL, no result written) after its 2nd epoch was
+    # saved: the budget row keeps its figures and result.json, and says the continuation failed.
+    result_file = tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main" / "result.json"
+    kept_result = result_file.read_text()
     messages = []
     _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3), messages,
-         models=["SASRec"], cold_start_ratio=0, resume=["SASRec"], interrupt_after_epoch={"SASRec": 1})
-    assert _csv_rows(tmp_path)["SASRec"] == row
+         models=["SASRec"], cold_start_ratio=0, resume=["SASRec"], interrupt_after_epoch={"SASRec": 1},
+         isolate=True)
+    after = _csv_rows(tmp_path)["SASRec"]
+    assert after["error"].startswith("--resume failed") and "SIGKILL" in after["error"]
+    assert {k: v for k, v in after.items() if k != "error"} == {k: v for k, v in row.items() if k != "error"}
+    assert result_file.read_text() == kept_result and not os.path.exists(f"{result_file}.kept")
     assert any("the earlier budget row is kept" in m for m in messages)
 
     # --resume reopens it again: epochs=3 and no budget -> one more epoch from the 2 saved ones.
@@ -133,6 +140,7 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
     _run(tmp_path, tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0, resume=["SASRec"])
     row = _csv_rows(tmp_path)["SASRec"]
     assert row["status"] == "max_epochs" and row["resumed_from_epoch"] == "2" and row["epochs_run"] == "3"
+    assert row["error"] == ""
 
     # --rerun starts from scratch; validation that stops at the 2nd evaluation is recorded as early_stopped.
     calls = []
@@ -310,6 +318,29 @@ def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_
         load_phase(str(tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main"), require_cold=True)
     with pytest.raises(SystemExit, match="leaderboard phase folder"):
         load_phase(str(tmp_path))
+    result_file = tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main" / "result.json"
+    result_file.write_text(result_file.read_text().replace('"status": "max_epochs"', '"status": "error"'))
+    with pytest.raises(SystemExit, match="no finished result"):
+        load_phase(str(result_file.parent))
+
+
+def test_target_ranks_mask_history_and_put_unretrieved_targets_last():
+    from recbole.data.interaction import Interaction
+
+    from recbole_lamia.leaderboard.ranks import target_ranks
+
+    class FixedScores:
+        def full_sort_predict(self, interaction):
+            return torch.tensor([[0.0, 0.1, 0.5, 0.9, 0.2],
+                                 [0.0, 0.1, 0.5, float("-inf"), 0.2]])
+
+    batch = (Interaction({"user_id": torch.tensor([7, 8])}), None, torch.tensor([0, 1]), torch.tensor([2, 3]))
+    users, items, ranks = target_ranks(FixedScores(), [batch], 5, "user_id", "cpu")
+    assert users.tolist() == [7, 8] and items.tolist() == [2, 3]
+    assert ranks.tolist() == [2, 4]  # item 3 outscores user 7's target; user 8's target was not retrieved
+    history = (torch.tensor([0]), torch.tensor([3]))  # user 7 has item 3 in training: masked, as RecBole does
+    _, _, ranks = target_ranks(FixedScores(), [(batch[0], history, batch[2], batch[3])], 5, "user_id", "cpu")
+    assert ranks.tolist() == [1, 4]
 
 
 def test_paired_comparison_detects_a_real_difference_and_rejects_bad_input():
@@ -328,3 +359,8 @@ def test_paired_comparison_detects_a_real_difference_and_rejects_bad_input():
     assert paired_comparison(a["recall@10"], b["recall@10"], "recall@10")["only_b_hits"] == 0
     with pytest.raises(ValueError, match="equal-length"):
         paired_comparison(a["recall@10"], b["recall@10"][:-1], "recall@10")
+    with pytest.raises(ValueError, match="resamples"):
+        paired_comparison(a["recall@10"], b["recall@10"], "recall@10", resamples=0)
+    with pytest.raises(ValueError, match="0 or 1"):
+        paired_comparison(a["ndcg@10"], b["ndcg@10"], "recall@10")
+    assert paired_comparison(a["ndcg@10"], b["ndcg@10"], "ndcg@10", resamples=99)["p_min"] == 0.01

@@ -29,6 +29,11 @@ def test_leaderboard_sets_split_shared_and_per_row():
     assert per_row == {"LAMIA": {"codebook_size": 4096}}
 
 
-def test_leaderboard_set_without_equals_sign_names_both_forms():
-    with pytest.raises(SystemExit, match=r"--set \[ROW:\]KEY=VALUE: expects KEY=VALUE, got 'LAMIA:epochs'"):
-        _parse_sets(["LAMIA:epochs"])
+@pytest.mark.parametrize("item", ["LAMIA:epochs", ":epochs=3", "LAMIA:=3"])
+def test_leaderboard_set_rejects_a_missing_equals_sign_row_or_key(item):
+    with pytest.raises(SystemExit, match="--set expects KEY=VALUE"):
+        _parse_sets([item])
+
+
+def test_leaderboard_set_strips_row_and_key():
+    assert _parse_sets(["LAMIA : epochs=3"]) == ({}, {"LAMIA": {"epochs": 3}})

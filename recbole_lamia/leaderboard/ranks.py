@@ -13,8 +13,9 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     """Rebuild a phase's data and model exactly as the leaderboard's child did, with ``best.pth`` loaded.
 
     Returns ``(spec, config, dataset, cold_items, test_data, model, checkpoint)``; ``model`` is in eval mode.
-    Stops with a clear message when ``run_dir`` is not a phase folder, has no best checkpoint, or (with
-    ``require_cold``) was trained without cold-start items.
+    Stops with a clear message when ``run_dir`` is not a phase folder, has no best checkpoint, has not
+    finished (no finished ``result.json`` of this spec: its ``best.pth`` would be from a run still going or a
+    failed one), or (with ``require_cold``) was trained without cold-start items.
     """
     import torch
     from recbole.data import create_dataset
@@ -31,6 +32,17 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     cold = spec.get("cold_start") or {}
     if require_cold and not float(cold.get("ratio") or 0):
         raise SystemExit(f"{run_dir} was trained without cold-start items (cold_start ratio 0).")
+    from recbole_lamia.leaderboard.child import FINISHED
+
+    result_file = os.path.join(run_dir, "result.json")
+    result = {}
+    if os.path.exists(result_file):
+        with open(result_file, encoding="utf-8") as f:
+            result = json.load(f)
+    if result.get("status") not in FINISHED or result.get("fingerprint") not in (
+            spec.get("fingerprint"), *spec.get("accepted_fingerprints", ())):
+        raise SystemExit(f"{run_dir} has no finished result of its current spec ({result_file}): the row is "
+                         "still training or failed, so its best.pth is not the one the table reports.")
     checkpoint_file = os.path.join(run_dir, "best.pth")
     if not os.path.exists(checkpoint_file):
         raise SystemExit(f"{checkpoint_file} does not exist: the row has no best checkpoint yet.")
@@ -51,7 +63,8 @@ def target_ranks(model, test_data, n_items, uid_field, device):
     """``(users, items, ranks)``: every full-sort test case's user, target item and 1-based rank.
 
     Scores every item as RecBole's full-sort evaluation does (padding and the user's training items masked);
-    items scored equal to the target do not push it down.
+    items scored equal to the target do not push it down. A target whose score is not finite (outside a
+    beam-search row's beam, or NaN) is not retrieved and gets the last rank, ``n_items - 1``.
     """
     import numpy as np
     import torch
@@ -66,7 +79,8 @@ def target_ranks(model, test_data, n_items, uid_field, device):
                 scores[history_index] = -np.inf
             positive_u, positive_i = positive_u.to(scores.device), positive_i.to(scores.device)
             target_scores = scores[positive_u, positive_i]
-            ranks.append(((scores[positive_u] > target_scores.unsqueeze(1)).sum(1) + 1).cpu())
+            rank = (scores[positive_u] > target_scores.unsqueeze(1)).sum(1) + 1
+            ranks.append(torch.where(torch.isfinite(target_scores), rank, torch.full_like(rank, n_items - 1)).cpu())
             users.append(interaction[uid_field][positive_u].cpu())
             items.append(positive_i.cpu())
     return torch.cat(users).numpy(), torch.cat(items).numpy(), torch.cat(ranks).numpy().astype(np.int64)

@@ -129,7 +129,9 @@ def _phases(ratio, mode):
 
 def _run_in_subprocess(spec, log):
     run_dir = spec["run_dir"]
-    spec_file = os.path.join(run_dir, "spec.json")  # written by run_leaderboard
+    spec_file = os.path.join(run_dir, "spec.json")
+    if not os.path.exists(spec_file):
+        raise FileNotFoundError(f"{spec_file}: run_leaderboard writes the phase spec before starting its child")
     log_path = os.path.join(run_dir, "log.txt")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if spec.get("threads"):
@@ -252,10 +254,15 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
+            kept_file = result_file + ".kept"
             if result is None:
-                # A reopened row keeps its finished result until a new one replaces it (write_json_atomic).
-                if os.path.exists(result_file) and not reopen:
-                    os.remove(result_file)
+                if os.path.exists(result_file):
+                    # A reopened row's finished result is set aside, not deleted: it comes back if the
+                    # continuation fails. It must not stay in place, where the child's result is read.
+                    if reopen:
+                        os.replace(result_file, kept_file)
+                    else:
+                        os.remove(result_file)
                 phase_spec = {
                     "row": name, "phase": phase, "model": spec.model, "dataset": dataset,
                     "config_dict": row_config, "config_files": config_files, "run_dir": os.path.abspath(run_dir),
@@ -281,6 +288,10 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 result["fingerprint"] = fingerprint
                 if result.get("status") in FINISHED:
                     write_json_atomic(result_file, result)
+                    if os.path.exists(kept_file):
+                        os.remove(kept_file)
+                elif os.path.exists(kept_file):
+                    os.replace(kept_file, result_file)
             _merge_phase(record, phase, result, mode)
             if result.get("status") not in FINISHED:
                 log(f"{prefix} [{phase}]: FAILED: {result.get('error')}")
@@ -288,15 +299,16 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                     record["cold_status"] = "skipped"  # the cold-start run of a failing model would fail too
                 break
         record["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        if reopen and existing is not None and row_finished(existing) and not row_finished(record):
-            # --resume of a finished row that failed or was interrupted: nothing is lost, the earlier row stays.
+        resume_failed = reopen and existing is not None and row_finished(existing) and not row_finished(record)
+        if resume_failed:
+            # --resume of a finished row that failed or was interrupted: its earlier figures stay, with the
+            # failure in the error column. (best.pth may hold a later epoch if validation improved before it.)
             log(f"{prefix}: continuing it failed ({record.get('error')}); the earlier {existing.get('status')} "
                 "row is kept, and a rerun with --resume continues from the last saved epoch")
-            record = existing
-        else:
-            # Under a lock, re-read: another leaderboard process on this dataset may have written rows meanwhile.
-            table = upsert_row(out_dir, dataset, record, meta)
-            position = {r.get("row"): i for i, r in enumerate(table)}
+            record = dict(existing, error=f"--resume failed, this row shows the earlier result: {record.get('error')}")
+        # Under a lock, re-read: another leaderboard process on this dataset may have written rows meanwhile.
+        table = upsert_row(out_dir, dataset, record, meta)
+        position = {r.get("row"): i for i, r in enumerate(table)}
         elapsed = time.time() - row_start
         durations.append(elapsed)
         left = len(specs) - number
@@ -305,7 +317,7 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
             f"leaderboard {format_seconds(time.time() - started)}"
             + (f", about {format_seconds(left * sum(durations) / len(durations))} left for {left} rows"
                if left else ""))
-        if not row_finished(record):
+        if not row_finished(record) or resume_failed:
             failed.append(name)
         if interrupted:
             log("interrupted; the table keeps the finished rows. Rerun the same command to continue.")
@@ -320,8 +332,11 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
 def _parse_sets(items):
     """``--set`` items -> ``(shared overrides, {row: overrides})``; ``ROW:KEY=VALUE`` applies to one row."""
     overrides, per_row = {}, {}
-    for key, value in parse_overrides(items, option="--set [ROW:]KEY=VALUE:").items():
-        row, sep, row_key = key.partition(":")
+    for item in items:
+        key, value = next(iter(parse_overrides([item], option="--set").items()))
+        row, sep, row_key = (part.strip() for part in key.partition(":"))
+        if sep and not (row and row_key):
+            raise SystemExit(f"--set expects KEY=VALUE or ROW:KEY=VALUE, got {item!r}")
         if sep:
             per_row.setdefault(row, {})[row_key] = value
         else:
@@ -370,4 +385,4 @@ def main(argv=None):
         checkpoint_dir=args.checkpoint_dir, isolate=not args.no_subprocess, threads=args.threads,
         interrupt_after_epoch=interrupts)
     requested = set(_split_names(args.models))
-    return 0 if all(row_finished(r) for r in table if r.get("row") in requested) else 1
+    return 0 if all(row_finished(r) and not r.get("error") for r in table if r.get("row") in requested) else 1
