@@ -25,8 +25,8 @@
 #      the device tool's 64 MiB limit on what travels.
 #
 # Settings (environment): WHL_DIR, STAGE_DIR (absolute paths allowed, e.g. /tmp/probe for a dry run),
-# DATA_SRC (folder holding amazon-beauty/, default ../shared/datasets), CACHE_SRC (default
-# saved/benchmark_semantic_ids), STAGE_ROWS (see below), PYTHON (default python3).
+# DATASET (default amazon-beauty), DATA_SRC (folder holding $DATASET/, default ../shared/datasets), CACHE_SRC
+# (default saved/benchmark_semantic_ids), STAGE_ROWS (see below), PYTHON (default python3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -39,7 +39,7 @@ CACHE_SRC=${CACHE_SRC:-saved/benchmark_semantic_ids}
 # The rows whose semantic-ID cache entries travel: ROW or ROW;KEY=VALUE;... (what --set ROW:KEY=VALUE gives it).
 STAGE_ROWS=${STAGE_ROWS:-"TIGER LAMIA LAMIA-no-recon LAMIA-no-contrastive LAMIA-rqvae LAMIA-sentence LAMIA;codebook_size=4096"}
 PYTHON=${PYTHON:-python3}
-DATASET=amazon-beauty
+DATASET=${DATASET:-amazon-beauty}  # any dataset with atomic files under DATA_SRC (data) and CACHE_SRC (IDs)
 
 # Wheels: one version each (two versions of one package stop the whole install on the device).
 # recbole's other requirements are on the device image (torch, scipy, scikit-learn, tqdm, pyyaml, colorama,

@@ -16,14 +16,15 @@
 #
 # Environment knobs: MAX_MIN (default 5; the per-row training budget), HARD_LIMIT_S (default 550: every job
 # gets SIGINT this many seconds after the script starts, and up to 20 s more to write its error row before
-# SIGKILL; packing the results takes a few seconds, so keep it at least 35 s under the run's timeout_s), JOBS.
+# SIGKILL; packing the results takes a few seconds, so keep it at least 35 s under the run's timeout_s), JOBS,
+# DATASET (default amazon-beauty; the one fetch_wheels.sh staged).
 set -uo pipefail
 
 : "${OUT:?OUT is set by the device tool}"
 mkdir -p "$OUT"
 MAX_MIN=${MAX_MIN:-5}
 HARD_LIMIT_S=${HARD_LIMIT_S:-550}
-DATASET=amazon-beauty
+export DATASET=${DATASET:-amazon-beauty}  # must be the one fetch_wheels.sh staged (the probe reads it too)
 START=$(date +%s)
 SITE=/tmp/site
 DATA=/tmp/data
@@ -54,6 +55,7 @@ stamp() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }
 
 probe() {  # every import the leaderboard needs, plus one CUDA op; prints versions
     python3 - <<'EOF'
+import os
 import sys
 import numpy, pandas, scipy, scipy.sparse, sklearn, sklearn.metrics, torch, transformers, matplotlib  # noqa: E401
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
@@ -63,7 +65,7 @@ import recbole, recbole_lamia  # noqa: E401,F401
 from recbole.config import Config
 from recbole.utils import get_model, get_trainer  # noqa: F401
 sys.argv = sys.argv[:1]
-config = Config(model="TIGER", dataset="amazon-beauty", config_dict={"data_path": "/tmp/data"})
+config = Config(model="TIGER", dataset=os.environ["DATASET"], config_dict={"data_path": "/tmp/data"})
 print("python", sys.version.split()[0], "| numpy", numpy.__version__, numpy.__file__, "| pandas", pandas.__version__,
       "| scipy", scipy.__version__, "| sklearn", sklearn.__version__, "| torch", torch.__version__,
       "cuda", torch.version.cuda, "| transformers", transformers.__version__, "| matplotlib", matplotlib.__version__,
