@@ -134,6 +134,11 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
     assert {k: v for k, v in after.items() if k != "error"} == {k: v for k, v in row.items() if k != "error"}
     assert result_file.read_text() == kept_result and not os.path.exists(f"{result_file}.kept")
     assert any("the earlier budget row is kept" in m for m in messages)
+    # A leaderboard process killed while its result was set aside: the next run puts it back.
+    os.replace(result_file, f"{result_file}.kept")
+    _run(tmp_path, tiny_data_path, _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3),
+         models=["SASRec"], cold_start_ratio=0)
+    assert result_file.read_text() == kept_result and not os.path.exists(f"{result_file}.kept")
 
     # --resume reopens it again: epochs=3 and no budget -> one more epoch from the 2 saved ones.
     overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)

@@ -21,7 +21,7 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
-    from recbole_lamia.leaderboard.child import phase_config, phase_data_and_model
+    from recbole_lamia.leaderboard.child import FINISHED, phase_config, phase_data_and_model
 
     spec_file = os.path.join(run_dir, "spec.json")
     if not os.path.exists(spec_file):
@@ -32,8 +32,6 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     cold = spec.get("cold_start") or {}
     if require_cold and not float(cold.get("ratio") or 0):
         raise SystemExit(f"{run_dir} was trained without cold-start items (cold_start ratio 0).")
-    from recbole_lamia.leaderboard.child import FINISHED
-
     result_file = os.path.join(run_dir, "result.json")
     result = {}
     if os.path.exists(result_file):

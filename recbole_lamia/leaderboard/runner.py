@@ -224,6 +224,10 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
         main_cold = dict(phases[0][1], seed=cold_seed)
         main_hashes = {config_fingerprint(spec.model, dataset, "main", row_config, config_files, main_cold,
                                           plugin_files=covered)[:10] for covered in (True, False)}
+        for phase, _ in phases:  # a result set aside by a --resume whose leaderboard process was killed
+            result_file = os.path.join(row_dir, phase, "result.json")
+            if not os.path.exists(result_file) and os.path.exists(result_file + ".kept"):
+                os.replace(result_file + ".kept", result_file)
         if name in rerun_set:
             shutil.rmtree(row_dir, ignore_errors=True)
         elif existing is not None and row_finished(existing) and name not in resume_set:
