@@ -67,7 +67,7 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec, config, dataset, cold_items, test_data, model, checkpoint = load_phase(
+    spec, config, dataset, cold_items, test_data, model, checkpoint, _ = load_phase(
         args.run_dir, args.data_path, require_cold=True)
 
     is_cold = np.zeros(dataset.item_num, dtype=bool)

@@ -22,23 +22,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ranked_run(run_dir, data_path):
-    """``(spec, {user token: rank}, result.json or {}, seconds)`` of one leaderboard phase folder."""
+    """``(spec, {user token: rank}, result.json, seconds)`` of one leaderboard phase folder."""
     import numpy as np
 
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
 
-    spec, config, dataset, _, test_data, model, _ = load_phase(run_dir, data_path)
+    phase = load_phase(run_dir, data_path)
+    dataset = phase.dataset
     start = time.time()
-    users, _, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
+    users, _, ranks = target_ranks(phase.model, phase.test_data, dataset.item_num, dataset.uid_field,
+                                   phase.config["device"])
     tokens = dataset.id2token(dataset.uid_field, users)
     if len(set(tokens.tolist())) != len(tokens):
         raise SystemExit(f"{run_dir}: more than one test case per user; this comparison assumes leave-one-out.")
-    result_file = os.path.join(run_dir, "result.json")
-    recorded = {}
-    if os.path.exists(result_file):
-        with open(result_file, encoding="utf-8") as f:
-            recorded = json.load(f)
-    return spec, dict(zip(tokens.tolist(), np.asarray(ranks).tolist())), recorded, time.time() - start
+    return phase.spec, dict(zip(tokens.tolist(), np.asarray(ranks).tolist())), phase.result, time.time() - start
 
 
 def main():

@@ -303,7 +303,8 @@ def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_
     per_user = {}
     for name in ("LAMIA", "SASRec"):
         run_dir = str(tmp_path / "ckpt" / TINY_DATASET / name / "main")
-        _, config, dataset, _, test_data, model, _ = load_phase(run_dir)
+        phase = load_phase(run_dir)
+        config, dataset, test_data, model = phase.config, phase.dataset, phase.test_data, phase.model
         users, items, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
         assert len(set(users.tolist())) == len(users) and (items > 0).all() and (ranks >= 1).all()
         metrics = per_user_metrics(ranks, [5, 10])

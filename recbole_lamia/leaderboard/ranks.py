@@ -7,12 +7,16 @@ compared user by user) both start from a phase folder of ``python -m recbole_lam
 
 import json
 import os
+from collections import namedtuple
+
+LoadedPhase = namedtuple("LoadedPhase", "spec config dataset cold_items test_data model checkpoint result")
 
 
 def load_phase(run_dir, data_path=None, require_cold=False):
     """Rebuild a phase's data and model exactly as the leaderboard's child did, with ``best.pth`` loaded.
 
-    Returns ``(spec, config, dataset, cold_items, test_data, model, checkpoint)``; ``model`` is in eval mode.
+    Returns a ``LoadedPhase`` (spec, config, dataset, cold_items, test_data, model in eval mode, checkpoint, and
+    the phase's ``result.json``).
     Stops with a clear message when ``run_dir`` is not a phase folder, has no best checkpoint, has not
     finished (no finished ``result.json`` of this spec: its ``best.pth`` would be from a run still going or a
     failed one), or (with ``require_cold``) was trained without cold-start items.
@@ -54,7 +58,7 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    return spec, config, dataset, cold_items, test_data, model, checkpoint
+    return LoadedPhase(spec, config, dataset, cold_items, test_data, model, checkpoint, result)
 
 
 def target_ranks(model, test_data, n_items, uid_field, device):

@@ -127,6 +127,24 @@ def _phases(ratio, mode):
             ("cold", {"ratio": ratio, "train_without": True, "evaluate": True})]
 
 
+KEPT_SUFFIX = ".kept"  # a reopened row's finished result.json, set aside while --resume continues it
+
+
+def _settle_kept_result(result_file):
+    """A result set aside by ``--resume``: dropped if a newer finished result replaced it, else put back."""
+    kept = result_file + KEPT_SUFFIX
+    if not os.path.exists(kept):
+        return
+    current = {}
+    if os.path.exists(result_file):
+        with open(result_file, encoding="utf-8") as f:
+            current = json.load(f)
+    if current.get("status") in FINISHED:
+        os.remove(kept)
+    else:
+        os.replace(kept, result_file)
+
+
 def _run_in_subprocess(spec, log):
     run_dir = spec["run_dir"]
     spec_file = os.path.join(run_dir, "spec.json")
@@ -225,9 +243,7 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
         main_hashes = {config_fingerprint(spec.model, dataset, "main", row_config, config_files, main_cold,
                                           plugin_files=covered)[:10] for covered in (True, False)}
         for phase, _ in phases:  # a result set aside by a --resume whose leaderboard process was killed
-            result_file = os.path.join(row_dir, phase, "result.json")
-            if not os.path.exists(result_file) and os.path.exists(result_file + ".kept"):
-                os.replace(result_file + ".kept", result_file)
+            _settle_kept_result(os.path.join(row_dir, phase, "result.json"))
         if name in rerun_set:
             shutil.rmtree(row_dir, ignore_errors=True)
         elif existing is not None and row_finished(existing) and name not in resume_set:
@@ -258,13 +274,12 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
-            kept_file = result_file + ".kept"
             if result is None:
                 if os.path.exists(result_file):
                     # A reopened row's finished result is set aside, not deleted: it comes back if the
                     # continuation fails. It must not stay in place, where the child's result is read.
                     if reopen:
-                        os.replace(result_file, kept_file)
+                        os.replace(result_file, result_file + KEPT_SUFFIX)
                     else:
                         os.remove(result_file)
                 phase_spec = {
@@ -292,10 +307,7 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 result["fingerprint"] = fingerprint
                 if result.get("status") in FINISHED:
                     write_json_atomic(result_file, result)
-                    if os.path.exists(kept_file):
-                        os.remove(kept_file)
-                elif os.path.exists(kept_file):
-                    os.replace(kept_file, result_file)
+                _settle_kept_result(result_file)
             _merge_phase(record, phase, result, mode)
             if result.get("status") not in FINISHED:
                 log(f"{prefix} [{phase}]: FAILED: {result.get('error')}")

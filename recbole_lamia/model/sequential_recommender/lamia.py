@@ -97,9 +97,16 @@ class LAMIA(SequentialRecommender):
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
-    def item_representation(self, items):
-        """``[..., hidden]`` embedding of items from their semantic tokens (plus the optional ID embedding)."""
-        rep = self.token_embedding(self.item_token_index[items]).sum(-2)
+    def item_representation(self, items, keep=None):
+        """``[..., hidden]`` embedding of items from their semantic tokens (plus the optional ID embedding).
+
+        ``keep`` (``[..., h]`` booleans) sums only the kept tokens, rescaled by ``1 / (1 - aspect_dropout_prob)``.
+        """
+        tokens = self.token_embedding(self.item_token_index[items])  # [..., h, hidden]
+        if keep is None:
+            rep = tokens.sum(-2)
+        else:
+            rep = (tokens * keep.unsqueeze(-1)).sum(-2) / (1.0 - self.aspect_dropout_prob)
         if self.item_id_embedding is not None:
             rep = rep + self.item_id_embedding(items)
         return rep
@@ -110,12 +117,8 @@ class LAMIA(SequentialRecommender):
         An item that loses all h tokens (probability p^h: 7e-12 for p = 0.2, h = 16) looks like padding."""
         if not (self.training and self.aspect_dropout_prob > 0):
             return self.item_representation(item_seq)
-        tokens = self.token_embedding(self.item_token_index[item_seq])  # [B, L, h, hidden]
-        keep = torch.rand(tokens.shape[:-1], device=tokens.device) >= self.aspect_dropout_prob
-        rep = (tokens * keep.unsqueeze(-1)).sum(-2) / (1.0 - self.aspect_dropout_prob)
-        if self.item_id_embedding is not None:
-            rep = rep + self.item_id_embedding(item_seq)
-        return rep
+        keep = torch.rand(self.item_token_index[item_seq].shape, device=item_seq.device) >= self.aspect_dropout_prob
+        return self.item_representation(item_seq, keep)
 
     def encode_sequence(self, item_seq):
         """``[B, L, hidden]`` causal encoding of every position of the history."""
