@@ -105,6 +105,24 @@ def test_item_loss_is_cross_entropy_over_whole_ids(tiny_data_path, tiny_bert_pat
     assert not torch.allclose(grads[0], grads[1])
 
 
+def test_item_label_smoothing_spreads_over_real_items_only(tiny_data_path, tiny_bert_path, tmp_path):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_label_smoothing=0.2)
+    config, dataset = _build("LAMIA", config_dict)
+    train, _, _ = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset).eval()
+    output, targets = model._all_position_targets(next(iter(train)))
+    log_probs = torch.log_softmax(_summed_token_log_probs(model, output)[:, 1:], dim=-1)  # real items only
+    nll = -log_probs.gather(1, (targets - 1).unsqueeze(1)).squeeze(1)
+    expected = (0.8 * nll - 0.2 * log_probs.mean(1)).mean()
+    loss = model.item_loss(output, targets)
+    assert torch.isfinite(loss) and torch.allclose(loss, expected, atol=1e-5)
+    model.item_label_smoothing = 0.0
+    assert not torch.allclose(model.item_loss(output, targets), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="item_label_smoothing"):
+        LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, item_label_smoothing=1.0)),
+              train._dataset)
+
+
 def test_negative_item_loss_weight_is_rejected(tiny_data_path, tiny_bert_path, tmp_path):
     config, dataset = _build("LAMIA", dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), item_loss_weight=-1))
     train, _, _ = data_preparation(config, dataset)

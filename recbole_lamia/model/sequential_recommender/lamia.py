@@ -48,6 +48,9 @@ class LAMIA(SequentialRecommender):
         self.item_loss_weight = float(config["item_loss_weight"] or 0.0)
         if self.item_loss_weight < 0:
             raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
+        self.item_label_smoothing = float(config["item_label_smoothing"] or 0.0)
+        if not 0 <= self.item_label_smoothing < 1:
+            raise ValueError(f"item_label_smoothing must be in [0, 1), got {self.item_label_smoothing}.")
         self.aspect_dropout_prob = float(config["aspect_dropout_prob"] or 0.0)
         if not 0 <= self.aspect_dropout_prob < 1:
             raise ValueError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
@@ -157,8 +160,14 @@ class LAMIA(SequentialRecommender):
         target = self.item_codes[target_items]
         loss = sum(F.nll_loss(lp, target[:, level]) for level, lp in enumerate(log_probs)) / self.n_levels
         if self.item_loss_weight > 0:
-            loss = loss + self.item_loss_weight * F.cross_entropy(self.item_logits(output), target_items)
+            loss = loss + self.item_loss_weight * self.item_loss(output, target_items)
         return loss
+
+    def item_loss(self, seq_output, target_items):
+        """Cross-entropy of the whole next item over every real item, with ``item_label_smoothing`` spread
+        over the real items only (column 0, padding, is dropped so the smoothing term stays finite)."""
+        return F.cross_entropy(self.item_logits(seq_output)[:, 1:], target_items - 1,
+                               label_smoothing=self.item_label_smoothing)
 
     def item_logits(self, seq_output):
         """``[B, n_items]`` joint logits of whole item IDs: the sum of each level's token logit.
