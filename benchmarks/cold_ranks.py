@@ -78,7 +78,8 @@ def main():
     buckets = [(5, 6), (7, 10), (11, 20), (21, None)]
     cold_ranks, warm_ranks, bucket_ranks = [], [], {bucket: [] for bucket in buckets}
     start = time.time()
-    _, targets, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
+    _, targets, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"],
+                                     desc="ranking test targets")
     for item, rank in zip(targets.tolist(), ranks.tolist()):
         if is_cold[item]:
             cold_ranks.append(rank)

@@ -27,11 +27,12 @@ def ranked_run(run_dir, data_path):
 
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
 
+    print(f"[{time.strftime('%H:%M:%S')}] {run_dir}: rebuilding the dataset and loading best.pth", flush=True)
     phase = load_phase(run_dir, data_path)
     dataset = phase.dataset
     start = time.time()
     users, _, ranks = target_ranks(phase.model, phase.test_data, dataset.item_num, dataset.uid_field,
-                                   phase.config["device"])
+                                   phase.config["device"], desc=f"ranking {phase.spec.get('row', run_dir)}")
     tokens = dataset.id2token(dataset.uid_field, users)
     if len(set(tokens.tolist())) != len(tokens):
         raise SystemExit(f"{run_dir}: more than one test case per user; this comparison assumes leave-one-out.")
@@ -67,6 +68,8 @@ def main():
     users = sorted(ranks_a)
     metrics_a = per_user_metrics([ranks_a[u] for u in users], topk)
     metrics_b = per_user_metrics([ranks_b[u] for u in users], topk)
+    print(f"[{time.strftime('%H:%M:%S')}] {len(users):,} users ranked; {args.resamples:,} bootstrap and permutation "
+          f"draws per metric", flush=True)
     comparison = {metric: paired_comparison(metrics_a[metric], metrics_b[metric], metric, args.resamples, args.seed)
                   for metric in metrics_a}
     name_a, name_b = spec_a.get("row", spec_a["model"]), spec_b.get("row", spec_b["model"])

@@ -12,9 +12,7 @@ Stopping the sweep (Ctrl-C or SIGTERM) stops the running child too.
 
 import argparse
 import json
-import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,26 +22,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_one(model, dataset, config_dict, threads=None):
+    """Train and test one configuration the way RecBole's ``run_recbole(saved=False)`` does, keeping the
+    valid score after each epoch (the trainer's ``callback_fn``). As there, test is scored by the model
+    after the last epoch (nothing is saved to reload the best one from)."""
     import torch
-    from recbole.quick_start import run_recbole
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
 
     import recbole_lamia  # noqa: F401
 
     if threads:
         torch.set_num_threads(threads)
     start = time.time()
-    result = run_recbole(model=model, dataset=dataset, config_dict=config_dict, saved=False)
-    return {"seconds": round(time.time() - start, 1), "best_valid": dict(result["best_valid_result"]),
-            "test": dict(result["test_result"]), "valid_curve": valid_curve_from_log()}
-
-
-def valid_curve_from_log():
-    """The valid score after each epoch, read back from the RecBole log file of this process."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            with open(handler.baseFilename, encoding="utf-8", errors="replace") as f:
-                return [float(v) for v in re.findall(r"valid_score: ([0-9.]+)", f.read())]
-    return []
+    config = Config(model=model, dataset=dataset, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    valid_curve = []
+    _, best_valid = trainer.fit(train_data, valid_data, saved=False, show_progress=config["show_progress"],
+                                callback_fn=lambda epoch, score: valid_curve.append(float(score)))
+    test = trainer.evaluate(test_data, load_best_model=False, show_progress=config["show_progress"])
+    return {"seconds": round(time.time() - start, 1), "best_valid": dict(best_valid), "test": dict(test),
+            "test_model": "last epoch", "valid_curve": valid_curve}
 
 
 def _stop(signum, frame):

@@ -345,7 +345,8 @@ def test_target_ranks_mask_history_and_put_unretrieved_targets_last():
     assert users.tolist() == [7, 8] and items.tolist() == [2, 3]
     assert ranks.tolist() == [2, 4]  # item 3 outscores user 7's target; user 8's target was not retrieved
     history = (torch.tensor([0]), torch.tensor([3]))  # user 7 has item 3 in training: masked, as RecBole does
-    _, _, ranks = target_ranks(FixedScores(), [(batch[0], history, batch[2], batch[3])], 5, "user_id", "cpu")
+    _, _, ranks = target_ranks(FixedScores(), [(batch[0], history, batch[2], batch[3])], 5, "user_id", "cpu",
+                               desc="ranking")  # with a progress bar: same ranks
     assert ranks.tolist() == [1, 4]
 
 

@@ -61,19 +61,25 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     return LoadedPhase(spec, config, dataset, cold_items, test_data, model, checkpoint, result)
 
 
-def target_ranks(model, test_data, n_items, uid_field, device):
+def target_ranks(model, test_data, n_items, uid_field, device, desc=None):
     """``(users, items, ranks)``: every full-sort test case's user, target item and 1-based rank.
 
     Scores every item as RecBole's full-sort evaluation does (padding and the user's training items masked);
     items scored equal to the target do not push it down. A target whose score is not finite (outside a
     beam-search row's beam, or NaN) is not retrieved and gets the last rank, ``n_items - 1``.
+    ``desc``, when given, shows a progress bar over the test batches with that label.
     """
     import numpy as np
     import torch
 
     users, items, ranks = [], [], []
     with torch.no_grad():
-        for interaction, history_index, positive_u, positive_i in test_data:
+        batches = test_data
+        if desc:
+            from tqdm import tqdm
+
+            batches = tqdm(test_data, desc=desc, total=len(test_data), unit="batch")
+        for interaction, history_index, positive_u, positive_i in batches:
             interaction = interaction.to(device)
             scores = model.full_sort_predict(interaction).view(-1, n_items)
             scores[:, 0] = -np.inf
