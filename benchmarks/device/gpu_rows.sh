@@ -31,24 +31,9 @@ DATA=/tmp/data
 CKPT=/tmp/ckpt
 RES=/tmp/results
 LOGS=/tmp/joblogs
-# main: the leaderboard, every default row. cold: the cold-start columns, each model trained once on the
-# cold-start split (--cold_start_mode=shared). k4096: a tuning run (4096 codes per aspect), its own table.
-# TIGER gets one more minute: it is the slowest to train and the one row the CPU machine cannot run at all.
-DEFAULT_JOBS="main TIGER --max_minutes=$((MAX_MIN + 1))
-main LAMIA
-main SASRec
-main BERT4Rec
-main GRU4Rec
-main FDSA
-main LAMIA-no-recon
-main LAMIA-no-contrastive
-main LAMIA-rqvae
-main LAMIA-sentence
-cold LAMIA --cold_start_ratio=0.05 --cold_start_mode=shared
-cold SASRec --cold_start_ratio=0.05 --cold_start_mode=shared
-cold FDSA --cold_start_ratio=0.05 --cold_start_mode=shared
-cold TIGER --cold_start_ratio=0.05 --cold_start_mode=shared --max_minutes=$((MAX_MIN + 1))
-k4096 LAMIA --set LAMIA:codebook_size=4096"
+# DEFAULT_JOBS (the default job list) is shared with fetch_wheels.sh, which stages what these jobs load.
+# shellcheck source=benchmarks/device/default_jobs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/default_jobs.sh"
 JOBS=${JOBS:-$DEFAULT_JOBS}
 
 stamp() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }

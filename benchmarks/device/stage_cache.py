@@ -1,6 +1,7 @@
 """Stage the semantic-ID cache entries that leaderboard rows load, for a machine that cannot fit them.
 
     python benchmarks/device/stage_cache.py DATA_PATH CACHE_DIR DEST_DIR DATASET ROW[;KEY=VALUE...] ...
+    python benchmarks/device/stage_cache.py DATA_PATH CACHE_DIR DEST_DIR DATASET --jobs "$JOBS"
 
 Run by ``fetch_wheels.sh`` with the stub packages first on ``PYTHONPATH`` (faiss, the MiniLM weights): each row's
 dataset is built exactly as the leaderboard's child builds it (``shared_config`` < row overrides < the
@@ -8,19 +9,48 @@ dataset is built exactly as the leaderboard's child builds it (``shared_config``
 With the codes cached, the tokenizer reads only the JSON of the embedding entry, so the copy holds each
 codes entry whole and each embedding entry's JSON alone (a 16-aspect palette is 50 MB; its JSON 1 KB).
 Rows without a tokenizer (SASRec, ...) are skipped. Exits non-zero on the first cache miss.
+``--jobs`` reads the rows and their ``--set`` overrides from a ``gpu_rows.sh`` job list, so that what is staged
+is what the device runs.
 """
 
+import argparse
+import json
 import os
 import shutil
 import sys
 
+from recbole_lamia.leaderboard.runner import parse_sets
 from recbole_lamia.utils.overrides import parse_overrides
+
+# Set by gpu_rows.sh for every job; the staged entries are found here under CACHE_DIR instead.
+IGNORED_KEYS = ("semantic_id_cache_dir",)
 
 
 def parse_row(text):
     """``"LAMIA;codebook_size=4096"`` -> ``("LAMIA", {"codebook_size": 4096})`` (YAML values)."""
     name, *pairs = text.split(";")
     return name, parse_overrides([pair for pair in pairs if pair], option=f"row {text!r}")
+
+
+def rows_from_jobs(jobs):
+    """``[(row, overrides)]`` of a ``gpu_rows.sh`` job list ("GROUP ROW [leaderboard arguments]" per line), each
+    distinct pair once. A job's ``--set KEY=VALUE`` and ``--set ROW:KEY=VALUE`` (for its own row) are its overrides;
+    the arguments are split on whitespace, as ``gpu_rows.sh`` splits them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--set", action="append", default=[])
+    rows = []
+    for line in jobs.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if len(words) < 2:
+            raise SystemExit(f"job {line.strip()!r}: expected GROUP ROW [leaderboard arguments]")
+        _, row, *arguments = words
+        shared, per_row = parse_sets(parser.parse_known_args(arguments)[0].set)
+        overrides = {k: v for k, v in {**shared, **per_row.get(row, {})}.items() if k not in IGNORED_KEYS}
+        if (row, overrides) not in rows:
+            rows.append((row, overrides))
+    return rows
 
 
 def main(argv):
@@ -33,6 +63,13 @@ def main(argv):
     from recbole_lamia.data import cache as cache_module
     from recbole_lamia.leaderboard.rows import resolve_rows
     from recbole_lamia.leaderboard.runner import shared_config
+
+    if row_texts[:1] == ["--jobs"]:
+        if len(row_texts) != 2:
+            sys.exit("--jobs takes one argument, the job list")
+        rows = rows_from_jobs(row_texts[1])
+    else:
+        rows = [parse_row(text) for text in row_texts]
 
     touched = []  # (entry name, whole entry or JSON only)
     original_load, original_meta = cache_module.ArrayCache.load, cache_module.ArrayCache.load_metadata
@@ -53,8 +90,8 @@ def main(argv):
 
     cache_module.ArrayCache.load, cache_module.ArrayCache.load_metadata = load, load_metadata
     os.makedirs(dest, exist_ok=True)
-    for text in row_texts:
-        name, extra = parse_row(text)
+    for name, extra in rows:
+        text = f"{name} {json.dumps(extra)}" if extra else name
         (_, spec), = resolve_rows([name])
         if spec.model not in ("LAMIA", "TIGER"):
             print(f"{text}: {spec.model} has no tokenizer, nothing to stage", file=sys.stderr)

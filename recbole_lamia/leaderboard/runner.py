@@ -345,7 +345,7 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
     return table
 
 
-def _parse_sets(items):
+def parse_sets(items):
     """``--set`` items -> ``(shared overrides, {row: overrides})``; ``ROW:KEY=VALUE`` applies to one row."""
     overrides, per_row = {}, {}
     for item in items:
@@ -390,7 +390,7 @@ def main(argv=None):
         for name, spec in ROWS.items():
             print(f"{name:22s} {spec.model:10s} {json.dumps(spec.overrides):70s} {spec.description}")
         return 0
-    overrides, per_row = _parse_sets(args.set)
+    overrides, per_row = parse_sets(args.set)
     interrupts = {k: int(v) for k, v in (item.rsplit(":", 1) for item in _split_names(args.interrupt_after_epoch))}
     table = run_leaderboard(
         args.dataset, data_path=args.data_path, models=_split_names(args.models), overrides=overrides,
