@@ -2,19 +2,25 @@
 
     python benchmarks/full_sort_scoring.py --threads=1
 
-* gather: sum over the h levels of ``log_probs[level][:, codes[:, level]]`` (h reads of ``[B, n_items]``).
-* matmul (what ``LAMIA.full_sort_predict`` does): one ``[B, h*d] @ [h*d, n_items]`` product of the
-  queries with the items' concatenated token embeddings, minus the h log-normalisers.
+* matmul: ``LAMIA.full_sort_predict`` itself, i.e. one ``[B, h*d] @ [h*d, n_items]`` product of the queries
+  with the items' concatenated token embeddings, minus the h log-normalisers.
+* gather: the definition it replaces, the sum over the h levels of ``level_log_probs[level][:, codes[:, level]]``
+  (h reads of ``[B, n_items]``), from the model's own ``level_log_probs``.
 
-Both give the same scores (the max difference is printed). Writes results/full_sort_scoring.json.
+Both run LAMIA's code on random weights and random codes (``model_at_shapes``; the model's equivalence on trained
+weights is tested in ``tests/``). The max difference is printed. Writes results/full_sort_scoring.json.
 """
 
 import argparse
 import json
 import os
 import time
+from types import SimpleNamespace
 
 import torch
+from torch import nn
+
+from recbole_lamia.model.sequential_recommender.lamia import LAMIA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,23 +33,37 @@ def time_call(fn, inputs, repeats):
     return (time.perf_counter() - start) / repeats
 
 
-def gather_scores(queries, tables, codes):
-    """Sum over levels of each item's token log-probability, one ``[B, n_items]`` gather per level."""
-    log_probs = torch.log_softmax(torch.einsum("bhd,hkd->bhk", queries, tables), dim=-1)
-    scores = log_probs[:, 0][:, codes[:, 0]]
-    for level in range(1, codes.size(1)):
-        scores = scores + log_probs[:, level][:, codes[:, level]]
-    return scores
+def model_at_shapes(n_items, levels, codebook, hidden, users):
+    """What LAMIA's scoring methods read, with random weights and codes; no dataset is needed.
 
-
-def matmul_scores(queries, tables, codes):
-    """The same scores as one product with the items' concatenated token vectors, minus the normalisers.
-
-    The ``[n_items, h*d]`` table is built inside, as ``LAMIA.item_logits`` does on every call.
+    ``_history_output`` returns a fixed ``[users, hidden]`` batch of sequence outputs.
     """
-    item_vectors = tables[torch.arange(codes.size(1)), codes].flatten(1)
-    normalisers = torch.logsumexp(torch.einsum("bhd,hkd->bhk", queries, tables), dim=-1).sum(-1)
-    return queries.flatten(1) @ item_vectors.t() - normalisers.unsqueeze(1)
+    codes = torch.randint(0, codebook, (n_items, levels))
+    offsets = torch.arange(levels) * codebook
+    model = SimpleNamespace(
+        n_levels=levels, hidden_size=hidden, level_sizes=[codebook] * levels, level_offsets=offsets,
+        item_codes=codes, item_token_index=codes + offsets, beam_search=False,
+        level_query=nn.Linear(hidden, levels * hidden), token_embedding=nn.Embedding(levels * codebook + 1, hidden))
+    nn.init.normal_(model.token_embedding.weight, std=0.1)
+    output = torch.randn(users, hidden)
+    model._history_output = lambda interaction: output
+    for name in ("level_logits", "level_log_probs", "item_logits"):
+        setattr(model, name, getattr(LAMIA, name).__get__(model))
+    return model
+
+
+def matmul_scores(model):
+    """``LAMIA.full_sort_predict`` (column 0, padding, is -inf)."""
+    return LAMIA.full_sort_predict(model, None)
+
+
+def gather_scores(model):
+    """Sum over levels of each item's token log-probability, one ``[B, n_items]`` gather per level."""
+    log_probs = model.level_log_probs(model._history_output(None))
+    scores = log_probs[0][:, model.item_codes[:, 0]]
+    for level in range(1, model.n_levels):
+        scores = scores + log_probs[level][:, model.item_codes[:, level]]
+    return scores
 
 
 def main():
@@ -51,7 +71,7 @@ def main():
     parser.add_argument("--items", type=int, default=12102, help="amazon-beauty's item_num (padding included)")
     parser.add_argument("--users", type=int, default=256, help="users per evaluation batch")
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--codebook", type=int, default=256)
+    parser.add_argument("--codebook", type=int, default=2048, help="codes per aspect (amazon-beauty's setting)")
     parser.add_argument("--levels", default="4,8,16")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
@@ -61,13 +81,10 @@ def main():
     torch.manual_seed(0)
     rows = []
     for h in (int(v) for v in args.levels.split(",")):
-        queries = torch.randn(args.users, h, args.hidden) * 0.1
-        tables = torch.randn(h, args.codebook, args.hidden) * 0.1
-        codes = torch.randint(0, args.codebook, (args.items, h))
-
+        model = model_at_shapes(args.items, h, args.codebook, args.hidden, args.users)
         with torch.no_grad():
-            inputs = (queries, tables, codes)
-            diff = (gather_scores(*inputs) - matmul_scores(*inputs)).abs().max().item()
+            inputs = (model,)
+            diff = (gather_scores(model) - matmul_scores(model))[:, 1:].abs().max().item()
             t_gather = time_call(gather_scores, inputs, args.repeats)
             t_matmul = time_call(matmul_scores, inputs, args.repeats)
         row = {"h": h, "gather_seconds": round(t_gather, 4), "matmul_seconds": round(t_matmul, 4),
