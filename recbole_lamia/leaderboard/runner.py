@@ -155,7 +155,7 @@ def _run_in_subprocess(spec, log):
     if spec.get("threads"):
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(spec["threads"])
     tail = collections.deque(maxlen=30)
-    with open(log_path, "a", encoding="utf-8") as log_file:
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log_file:  # line-buffered: tail -f shows progress
         log_file.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {spec['row']} [{spec['phase']}] =====\n")
         proc = subprocess.Popen([sys.executable, "-m", "recbole_lamia.leaderboard.child", spec_file],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
