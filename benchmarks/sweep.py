@@ -4,7 +4,8 @@
     python benchmarks/sweep.py --model=LAMIA --dataset=amazon-beauty --data_path=../shared/datasets \
         --key=palette_size --values=2,4,8 --set epochs=20
 
-Each value runs in its own process (RecBole's quick start, early stopping on the valid metric).
+Each value runs in its own process, as RecBole's quick start does (``run_recbole`` with ``saved=False``: early
+stopping on the valid metric, test scored by the model after the last epoch), keeping each epoch's valid score.
 Results, with each run's per-epoch valid curve, are merged into
 results/sweep_<dataset>_<model>_<key><suffix>.json after every value (a value run again replaces its row).
 Stopping the sweep (Ctrl-C or SIGTERM) stops the running child too.

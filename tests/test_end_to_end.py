@@ -118,9 +118,9 @@ def test_item_label_smoothing_spreads_over_real_items_only(tiny_data_path, tiny_
     assert torch.isfinite(loss) and torch.allclose(loss, expected, atol=1e-5)
     model.item_label_smoothing = 0.0
     assert not torch.allclose(model.item_loss(output, targets), expected, atol=1e-5)
-    with pytest.raises(ValueError, match="item_label_smoothing"):
-        LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, item_label_smoothing=1.0)),
-              train._dataset)
+    for bad in ({"item_label_smoothing": 1.0}, {"item_loss_weight": 0}):  # out of range; nothing to smooth
+        with pytest.raises(ValueError, match="item_label_smoothing"):
+            LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, **bad)), train._dataset)
 
 
 def test_negative_item_loss_weight_is_rejected(tiny_data_path, tiny_bert_path, tmp_path):

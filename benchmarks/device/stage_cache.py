@@ -22,8 +22,8 @@ import sys
 from recbole_lamia.leaderboard.runner import parse_sets
 from recbole_lamia.utils.overrides import parse_overrides
 
-# Set by gpu_rows.sh for every job; the staged entries are found here under CACHE_DIR instead.
-IGNORED_KEYS = ("semantic_id_cache_dir",)
+# gpu_rows.sh sets it for every job; a job that set it too would look for its IDs where nothing is staged.
+CACHE_KEY = "semantic_id_cache_dir"
 
 
 def parse_row(text):
@@ -33,11 +33,14 @@ def parse_row(text):
 
 
 def rows_from_jobs(jobs):
-    """``[(row, overrides)]`` of a ``gpu_rows.sh`` job list ("GROUP ROW [leaderboard arguments]" per line), each
-    distinct pair once. A job's ``--set KEY=VALUE`` and ``--set ROW:KEY=VALUE`` (for its own row) are its overrides;
-    the arguments are split on whitespace, as ``gpu_rows.sh`` splits them."""
+    """``[(row, seed, shared, per_row)]`` of a ``gpu_rows.sh`` job list ("GROUP ROW [leaderboard arguments]" per
+    line), each distinct one once: the job's ``--seed`` (default 2020), its ``--set KEY=VALUE`` overrides (below
+    the row's own settings, as in the leaderboard) and its ``--set ROW:KEY=VALUE`` ones for its own row (above
+    them). The arguments are split on whitespace, as ``gpu_rows.sh`` splits them."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--config_files", default=None)
     rows = []
     for line in jobs.splitlines():
         words = line.split()
@@ -46,10 +49,16 @@ def rows_from_jobs(jobs):
         if len(words) < 2:
             raise SystemExit(f"job {line.strip()!r}: expected GROUP ROW [leaderboard arguments]")
         _, row, *arguments = words
-        shared, per_row = parse_sets(parser.parse_known_args(arguments)[0].set)
-        overrides = {k: v for k, v in {**shared, **per_row.get(row, {})}.items() if k not in IGNORED_KEYS}
-        if (row, overrides) not in rows:
-            rows.append((row, overrides))
+        known = parser.parse_known_args(arguments)[0]
+        if known.config_files:
+            raise SystemExit(f"job {line.strip()!r}: --config_files is not staged; put the settings in --set")
+        shared, per_row = parse_sets(known.set)
+        per_row = per_row.get(row, {})
+        if CACHE_KEY in shared or CACHE_KEY in per_row:
+            raise SystemExit(f"job {line.strip()!r}: gpu_rows.sh sets {CACHE_KEY} itself (to the staged cache)")
+        entry = (row, known.seed, shared, per_row)
+        if entry not in rows:
+            rows.append(entry)
     return rows
 
 
@@ -69,7 +78,7 @@ def main(argv):
             sys.exit("--jobs takes one argument, the job list")
         rows = rows_from_jobs(row_texts[1])
     else:
-        rows = [parse_row(text) for text in row_texts]
+        rows = [(name, 2020, {}, extra) for name, extra in map(parse_row, row_texts)]
 
     touched = []  # (entry name, whole entry or JSON only)
     original_load, original_meta = cache_module.ArrayCache.load, cache_module.ArrayCache.load_metadata
@@ -90,13 +99,14 @@ def main(argv):
 
     cache_module.ArrayCache.load, cache_module.ArrayCache.load_metadata = load, load_metadata
     os.makedirs(dest, exist_ok=True)
-    for name, extra in rows:
-        text = f"{name} {json.dumps(extra)}" if extra else name
+    for name, seed, shared, extra in rows:
+        text = f"{name} (seed {seed}, --set {json.dumps(shared)}, --set {name}:{json.dumps(extra)})"
         (_, spec), = resolve_rows([name])
         if spec.model not in ("LAMIA", "TIGER"):
             print(f"{text}: {spec.model} has no tokenizer, nothing to stage", file=sys.stderr)
             continue
-        config_dict = {**shared_config(data_path), "semantic_id_cache_dir": cache_dir, **spec.overrides, **extra}
+        # The leaderboard's precedence: shared < --set KEY=VALUE < the row's own settings < --set ROW:KEY=VALUE.
+        config_dict = {**shared_config(data_path, seed), **shared, CACHE_KEY: cache_dir, **spec.overrides, **extra}
         start = len(touched)
         dataset = create_dataset(Config(model=spec.model, dataset=dataset_name, config_dict=config_dict))
         entries = touched[start:]

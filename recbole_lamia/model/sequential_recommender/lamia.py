@@ -51,6 +51,8 @@ class LAMIA(SequentialRecommender):
         self.item_label_smoothing = float(config["item_label_smoothing"] or 0.0)
         if not 0 <= self.item_label_smoothing < 1:
             raise ValueError(f"item_label_smoothing must be in [0, 1), got {self.item_label_smoothing}.")
+        if self.item_label_smoothing > 0 and self.item_loss_weight == 0:
+            raise ValueError("item_label_smoothing smooths the whole-item loss, which item_loss_weight: 0 turns off.")
         self.aspect_dropout_prob = float(config["aspect_dropout_prob"] or 0.0)
         if not 0 <= self.aspect_dropout_prob < 1:
             raise ValueError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
