@@ -13,13 +13,12 @@ Rows without a tokenizer (SASRec, ...) are skipped. Exits non-zero on the first 
 is what the device runs.
 """
 
-import argparse
 import json
 import os
 import shutil
 import sys
 
-from recbole_lamia.leaderboard.runner import parse_sets
+from recbole_lamia.leaderboard.runner import build_parser, parse_sets
 from recbole_lamia.utils.overrides import parse_overrides
 
 # gpu_rows.sh sets it for every job; a job that set it too would look for its IDs where nothing is staged.
@@ -34,13 +33,11 @@ def parse_row(text):
 
 def rows_from_jobs(jobs):
     """``[(row, seed, shared, per_row)]`` of a ``gpu_rows.sh`` job list ("GROUP ROW [leaderboard arguments]" per
-    line), each distinct one once: the job's ``--seed`` (default 2020), its ``--set KEY=VALUE`` overrides (below
-    the row's own settings, as in the leaderboard) and its ``--set ROW:KEY=VALUE`` ones for its own row (above
-    them). The arguments are split on whitespace, as ``gpu_rows.sh`` splits them."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--config_files", default=None)
+    line), each distinct one once: the job's ``--seed``, its ``--set KEY=VALUE`` overrides (below the row's own
+    settings, as in the leaderboard) and its ``--set ROW:KEY=VALUE`` ones for its own row (above them). The
+    arguments are split on whitespace, as ``gpu_rows.sh`` splits them, and read by the leaderboard's own parser, so
+    an argument the leaderboard would refuse fails here, before the device is started."""
+    parser = build_parser()
     rows = []
     for line in jobs.splitlines():
         words = line.split()
@@ -49,7 +46,7 @@ def rows_from_jobs(jobs):
         if len(words) < 2:
             raise SystemExit(f"job {line.strip()!r}: expected GROUP ROW [leaderboard arguments]")
         _, row, *arguments = words
-        known = parser.parse_known_args(arguments)[0]
+        known = parser.parse_args(arguments)
         if known.config_files:
             raise SystemExit(f"job {line.strip()!r}: --config_files is not staged; put the settings in --set")
         shared, per_row = parse_sets(known.set)
@@ -78,7 +75,8 @@ def main(argv):
             sys.exit("--jobs takes one argument, the job list")
         rows = rows_from_jobs(row_texts[1])
     else:
-        rows = [(name, 2020, {}, extra) for name, extra in map(parse_row, row_texts)]
+        seed = build_parser().get_default("seed")
+        rows = [(name, seed, {}, extra) for name, extra in map(parse_row, row_texts)]
 
     touched = []  # (entry name, whole entry or JSON only)
     original_load, original_meta = cache_module.ArrayCache.load, cache_module.ArrayCache.load_metadata

@@ -364,7 +364,8 @@ def _split_names(text):
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
-def main(argv=None):
+def build_parser():
+    """The leaderboard's command-line parser (also read by the device staging script, for its job lists)."""
     parser = argparse.ArgumentParser(prog="python -m recbole_lamia.leaderboard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", "-d", default="ml-100k")
@@ -385,7 +386,11 @@ def main(argv=None):
     parser.add_argument("--no_subprocess", action="store_true")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--interrupt_after_epoch", default="", help=argparse.SUPPRESS)  # ROW:EPOCH,... (tests)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.list:
         for name, spec in ROWS.items():
             print(f"{name:22s} {spec.model:10s} {json.dumps(spec.overrides):70s} {spec.description}")
