@@ -67,8 +67,8 @@ def main():
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec, config, dataset, cold_items, test_data, model, checkpoint, _ = load_phase(
-        args.run_dir, args.data_path, require_cold=True)
+    phase = load_phase(args.run_dir, args.data_path, require_cold=True)
+    spec, config, dataset, cold_items, test_data, model, checkpoint = phase[:7]
 
     is_cold = np.zeros(dataset.item_num, dtype=bool)
     is_cold[np.asarray(cold_items, dtype=np.int64)] = True

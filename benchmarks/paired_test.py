@@ -11,6 +11,9 @@ score the same users (leave-one-out gives one test case per user), so the compar
 bootstrap interval of the difference (``--resamples`` user resamples, seeded), and a two-sided p-value:
 McNemar's exact test for Recall (only the users one row hits and the other misses count) and a sign-flip
 permutation test for NDCG. Written to ``results/paired_<name>.json``.
+
+``--split=valid`` ranks the validation targets instead (written to ``paired_<a>_vs_<b>_valid.json``), for
+tuning decisions that must not look at the test split.
 """
 
 import argparse
@@ -21,8 +24,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def ranked_run(run_dir, data_path):
-    """``(spec, {user token: rank}, result.json, seconds)`` of one leaderboard phase folder."""
+def ranked_run(run_dir, data_path, split="test"):
+    """``(spec, {user token: rank}, result.json, seconds)`` of one leaderboard phase folder, on ``split``."""
     import numpy as np
 
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
@@ -31,11 +34,12 @@ def ranked_run(run_dir, data_path):
     phase = load_phase(run_dir, data_path)
     dataset = phase.dataset
     start = time.time()
-    users, _, ranks = target_ranks(phase.model, phase.test_data, dataset.item_num, dataset.uid_field,
-                                   phase.config["device"], desc=f"ranking {phase.spec.get('row', run_dir)}")
+    data = phase.valid_data if split == "valid" else phase.test_data
+    users, _, ranks = target_ranks(phase.model, data, dataset.item_num, dataset.uid_field, phase.config["device"],
+                                   desc=f"ranking {phase.spec.get('row', run_dir)} ({split})")
     tokens = dataset.id2token(dataset.uid_field, users)
     if len(set(tokens.tolist())) != len(tokens):
-        raise SystemExit(f"{run_dir}: more than one test case per user; this comparison assumes leave-one-out.")
+        raise SystemExit(f"{run_dir}: more than one {split} case per user; this comparison assumes leave-one-out.")
     return phase.spec, dict(zip(tokens.tolist(), np.asarray(ranks).tolist())), phase.result, time.time() - start
 
 
@@ -48,6 +52,9 @@ def main():
     parser.add_argument("--resamples", type=int, default=10000, help="bootstrap and permutation draws")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None, help="output file stem (default: <row a>_vs_<row b>)")
+    parser.add_argument("--split", choices=("test", "valid"), default="test",
+                        help="rank the test targets (default), or the validation targets, for tuning decisions "
+                             "that must not look at test")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     import numpy as np
@@ -60,10 +67,10 @@ def main():
     topk = [int(k) for k in args.topk.split(",") if k.strip()]
     if not topk or min(topk) < 1:
         raise SystemExit(f"--topk needs positive integers, got {args.topk!r}")
-    runs = [ranked_run(run_dir, args.data_path) for run_dir in (args.run_a, args.run_b)]
+    runs = [ranked_run(run_dir, args.data_path, args.split) for run_dir in (args.run_a, args.run_b)]
     (spec_a, ranks_a, recorded_a, secs_a), (spec_b, ranks_b, recorded_b, secs_b) = runs
     if set(ranks_a) != set(ranks_b):
-        raise SystemExit(f"the two rows have different test users ({len(ranks_a)} and {len(ranks_b)}, "
+        raise SystemExit(f"the two rows have different {args.split} users ({len(ranks_a)} and {len(ranks_b)}, "
                          f"{len(set(ranks_a) & set(ranks_b))} shared): were they run on one split?")
     users = sorted(ranks_a)
     metrics_a = per_user_metrics([ranks_a[u] for u in users], topk)
@@ -76,18 +83,20 @@ def main():
     if name_a == name_b and not args.name:
         raise SystemExit(f"both runs are rows named {name_a}: give --name, or results/paired_{name_a}_vs_{name_a}.json "
                          "would be overwritten by the next such comparison")
-    result = {"a": {"row": name_a, "run_dir": args.run_a, "ranking_seconds": round(secs_a, 1),
+    result = {"split": args.split,
+              "a": {"row": name_a, "run_dir": args.run_a, "ranking_seconds": round(secs_a, 1),
                     "leaderboard_test": {m: recorded_a.get(f"test_{m}") for m in metrics_a}},
               "b": {"row": name_b, "run_dir": args.run_b, "ranking_seconds": round(secs_b, 1),
                     "leaderboard_test": {m: recorded_b.get(f"test_{m}") for m in metrics_b}},
-              "test_users": len(users), "resamples": args.resamples, "seed": args.seed, "metrics": comparison,
+              f"{args.split}_users": len(users), "resamples": args.resamples, "seed": args.seed, "metrics": comparison,
               "median_rank": {"a": float(np.median(list(ranks_a.values()))),
                               "b": float(np.median(list(ranks_b.values())))}}
     print(json.dumps(result, indent=1))
     for metric, row in comparison.items():
         print(f"{metric:10s} {name_a} {row['a']:.4f}  {name_b} {row['b']:.4f}  diff {row['a_minus_b']:+.4f} "
               f"[{row['ci95'][0]:+.4f}, {row['ci95'][1]:+.4f}]  p={row['p_value']:.3g} ({row['test']})")
-    out = os.path.join(ROOT, "results", f"paired_{args.name or f'{name_a}_vs_{name_b}'}.json")
+    stem = args.name or f"{name_a}_vs_{name_b}" + ("_valid" if args.split == "valid" else "")
+    out = os.path.join(ROOT, "results", f"paired_{stem}.json")
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
     print(f"written {out}")

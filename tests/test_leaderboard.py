@@ -6,6 +6,7 @@ interpreter start of each child.
 """
 
 import csv
+import json
 import math
 import os
 from collections import defaultdict
@@ -113,6 +114,33 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
     assert _csv_rows(tmp_path)["SASRec"]["finished_at"] == row["finished_at"]  # finished rows are kept
     assert any("finished earlier" in m for m in messages)
+
+    # A row made under the older fingerprint scheme (YAML file bytes) is kept and moved to the current hash.
+    from recbole_lamia.leaderboard.ranks import load_phase
+    from recbole_lamia.leaderboard.report import upsert_row
+    from recbole_lamia.leaderboard.runner import accepted_fingerprints
+
+    run_dir = tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main"
+    spec = json.loads((run_dir / "spec.json").read_text())
+    current, older = accepted_fingerprints(spec["model"], spec["dataset"], spec["phase"], spec["config_dict"],
+                                           spec["config_files"], spec["cold_start"])
+    assert spec["fingerprint"] == current and row["config_hash"] == current[:10]
+    upsert_row(str(tmp_path / "results"), TINY_DATASET, dict(row, config_hash=older[:10]), {})
+    messages.clear()
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
+    assert not any("another configuration" in m for m in messages)
+    assert _csv_rows(tmp_path)["SASRec"]["config_hash"] == current[:10]
+    # Its phase result, found when the table has no row for it, is reused and moved to the current hash too.
+    result = json.loads((run_dir / "result.json").read_text())
+    (run_dir / "result.json").write_text(json.dumps(dict(result, fingerprint=older)))
+    (run_dir / "spec.json").write_text(json.dumps(dict(spec, fingerprint=older, accepted_fingerprints=[older])))
+    os.remove(tmp_path / "results" / f"{TINY_DATASET}.csv")
+    messages.clear()
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
+    assert any("reusing its result" in m for m in messages)
+    assert json.loads((run_dir / "result.json").read_text())["fingerprint"] == current
+    assert _csv_rows(tmp_path)["SASRec"]["test_ndcg@10"] == row["test_ndcg@10"]
+    assert load_phase(str(run_dir)).result["fingerprint"] == current  # the analyses still accept the phase
 
 
 def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, monkeypatch):
@@ -271,24 +299,48 @@ def test_concurrent_leaderboards_on_one_dataset_keep_every_row(tmp_path):
         assert f.read().count("| w") == 12
 
 
-def test_fingerprint_covers_the_plugin_yaml_and_keeps_the_older_form(tmp_path, monkeypatch):
+def test_fingerprint_covers_plugin_settings_not_yaml_bytes_and_keeps_the_older_form(tmp_path, monkeypatch):
     import shutil
 
+    import pytest
+
     import recbole_lamia.utils.registration as registration
-    from recbole_lamia.leaderboard.runner import config_fingerprint
+    from recbole_lamia.leaderboard.runner import accepted_fingerprints, config_fingerprint
 
     properties = tmp_path / "properties"
     shutil.copytree(registration.PROPERTIES_DIR, properties)
     monkeypatch.setattr(registration, "PROPERTIES_DIR", str(properties))
     args = ("LAMIA", "ml-100k", "main", {"epochs": 3, "palette_dim": 8}, None, {"ratio": 0.0, "seed": 1})
     sasrec = ("SASRec",) + args[1:]
-    before, legacy_before = config_fingerprint(*args), config_fingerprint(*args, plugin_files=False)
-    sasrec_before = config_fingerprint(*sasrec)
+    before, sasrec_before = config_fingerprint(*args), config_fingerprint(*sasrec)
+    bytes_before = config_fingerprint(*args, scheme="file_bytes")
+    assert accepted_fingerprints(*args) == [before, bytes_before]  # the current form first
+
+    # A comment, and a new option at its neutral value: the settings are the same, so the row stays valid.
+    model_yaml = properties / "LAMIA.yaml"
+    neutral_option = "item_label_smoothing"
+    assert neutral_option in registration.neutral_options("LAMIA")
+    text = model_yaml.read_text().replace(f"{neutral_option}:", f"# moved\n{neutral_option}:")
+    model_yaml.write_text(text)
+    assert config_fingerprint(*args) == before
+    assert config_fingerprint(*args, scheme="file_bytes") != bytes_before  # the older form saw the bytes
+    model_yaml.write_text(text + "\n# trailing comment\n")
+    assert config_fingerprint(*args) == before
+    # ... and setting a neutral option to its neutral value changes nothing either ...
+    neutral_value = registration.neutral_options("LAMIA")[neutral_option]
+    neutral_args = args[:3] + ({**args[3], neutral_option: neutral_value},) + args[4:]
+    assert config_fingerprint(*neutral_args) == before
+
+    # A tuned setting changed: the checkpoint is not continued, another model on the dataset is not affected.
     (properties / "ml-100k").mkdir(exist_ok=True)
-    (properties / "ml-100k" / "LAMIA.yaml").write_text("codebook_size: 64\n")
-    assert config_fingerprint(*args) != before  # a tuned setting changed: the checkpoint is not continued
-    assert config_fingerprint(*args, plugin_files=False) == legacy_before
-    assert config_fingerprint(*sasrec) == sasrec_before  # another model on the dataset is not affected
+    (properties / "ml-100k" / "LAMIA.yaml").write_text(f"codebook_size: 64\n{neutral_option}: 0.3\n")
+    tuned = config_fingerprint(*args)
+    assert tuned != before
+    assert config_fingerprint(*sasrec) == sasrec_before
+    # With the dataset's YAML away from the neutral value, overriding back to it is a different configuration.
+    assert config_fingerprint(*neutral_args) not in (tuned, before)
+    with pytest.raises(ValueError, match="scheme"):
+        config_fingerprint(*args, scheme="no_plugin_files")
 
 
 def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_path, tiny_bert_path, tmp_path):
@@ -310,6 +362,10 @@ def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_
         metrics = per_user_metrics(ranks, [5, 10])
         for metric, values in metrics.items():  # the reloaded best checkpoint reproduces RecBole's test metrics
             assert round(float(values.mean()), 4) == pytest.approx(float(table[name][f"test_{metric}"]), abs=1e-4)
+        # ... and, on the validation split, the best valid NDCG@10 it was chosen by
+        _, _, valid_ranks = target_ranks(model, phase.valid_data, dataset.item_num, dataset.uid_field, config["device"])
+        valid_ndcg = float(per_user_metrics(valid_ranks, [10])["ndcg@10"].mean())
+        assert round(valid_ndcg, 4) == pytest.approx(float(table[name]["best_valid_ndcg@10"]), abs=1e-4)
         order = np.argsort(dataset.id2token(dataset.uid_field, users))
         per_user[name] = {metric: values[order] for metric, values in metrics.items()}
 

@@ -9,14 +9,14 @@ import json
 import os
 from collections import namedtuple
 
-LoadedPhase = namedtuple("LoadedPhase", "spec config dataset cold_items test_data model checkpoint result")
+LoadedPhase = namedtuple("LoadedPhase", "spec config dataset cold_items test_data model checkpoint result valid_data")
 
 
 def load_phase(run_dir, data_path=None, require_cold=False):
     """Rebuild a phase's data and model exactly as the leaderboard's child did, with ``best.pth`` loaded.
 
-    Returns a ``LoadedPhase`` (spec, config, dataset, cold_items, test_data, model in eval mode, checkpoint, and
-    the phase's ``result.json``).
+    Returns a ``LoadedPhase`` (spec, config, dataset, cold_items, test_data, model in eval mode, checkpoint, the
+    phase's ``result.json``, and valid_data, the validation split the row was tuned and early-stopped on).
     Stops with a clear message when ``run_dir`` is not a phase folder, has no best checkpoint, has not
     finished (no finished ``result.json`` of this spec: its ``best.pth`` would be from a run still going or a
     failed one), or (with ``require_cold``) was trained without cold-start items.
@@ -53,16 +53,19 @@ def load_phase(run_dir, data_path=None, require_cold=False):
         extra["data_path"] = os.path.abspath(data_path)
     config = phase_config(spec, **extra)
     dataset = create_dataset(config)
-    cold_items, _, (_, _, test_data), model = phase_data_and_model(config, dataset, cold)
+    cold_items, _, (_, valid_data, test_data), model = phase_data_and_model(config, dataset, cold)
     # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
     checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    return LoadedPhase(spec, config, dataset, cold_items, test_data, model, checkpoint, result)
+    return LoadedPhase(spec, config, dataset, cold_items, test_data, model, checkpoint, result, valid_data)
 
 
 def target_ranks(model, test_data, n_items, uid_field, device, desc=None):
-    """``(users, items, ranks)``: every full-sort test case's user, target item and 1-based rank.
+    """``(users, items, ranks)``: every full-sort case's user, target item and 1-based rank.
+
+    ``test_data`` is a full-sort evaluation loader: the test split, or the validation split for analyses that
+    must not look at test.
 
     Scores every item as RecBole's full-sort evaluation does (padding and the user's training items masked);
     items scored equal to the target do not push it down. A target whose score is not finite (outside a

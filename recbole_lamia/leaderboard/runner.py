@@ -76,26 +76,77 @@ def shared_config(data_path=None, seed=2020):
     return config
 
 
-def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, plugin_files=True):
-    """Hash of everything that must match for a checkpoint to be continued.
+# How a row's configuration is hashed, newest first. "settings" hashes the plugin YAML values as RecBole merges
+# them with the row's overrides, leaving out options at their neutral value (see ``config_fingerprint``);
+# "file_bytes" (sessions 3-6) hashed the YAML files' bytes, so even a comment or a new neutral option changed
+# it. Checkpoints and results of both are accepted while the row's configuration still gives that hash. The
+# form before "file_bytes" did not cover the YAML files at all and is no longer accepted: it would have kept
+# the amazon-beauty LAMIA row of item_label_smoothing 0 after the tuned YAML had moved to 0.25.
+FINGERPRINT_SCHEMES = ("settings", "file_bytes")
 
-    It covers the plugin's YAML files for ``model`` on ``dataset`` (``properties/...``), so editing a tuned
-    setting there starts the row afresh. ``plugin_files=False`` gives the hash written before they were
-    covered (checkpoints of that time are still continued).
+
+def plugin_settings(model, dataset):
+    """The plugin's YAML settings for ``model`` on ``dataset``, merged as RecBole merges them (later files win),
+    read with RecBole's own YAML loader."""
+    import yaml
+    from recbole.config import Config
+
+    loader = Config._build_yaml_loader(None)  # it does not use the instance; same number parsing as RecBole
+    settings = {}
+    for path in registration.plugin_property_files(model, dataset):
+        with open(path, encoding="utf-8") as f:
+            settings.update(yaml.load(f.read(), Loader=loader) or {})
+    return settings
+
+
+def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, scheme="settings"):
+    """Hash of everything that must match for a checkpoint to be continued or a finished row to be kept.
+
+    With the current ``scheme`` ("settings") it covers the row's effective plugin settings: the plugin's YAML
+    values for ``model`` on ``dataset`` (``properties/...``) overlaid with ``config_dict``, minus the keys that
+    may change on a continuation (``RESUMABLE_KEYS``) and minus options at the model's neutral value
+    (``NEUTRAL_OPTIONS``: the value that reproduces the model from before the option existed). So editing a tuned
+    setting starts the row afresh, while comments, reformatting, or a new option at its neutral value do not.
+    ``--config_files`` are covered by their bytes. ``scheme`` picks an older form (``FINGERPRINT_SCHEMES``).
     """
+    if scheme not in FINGERPRINT_SCHEMES:
+        raise ValueError(f"scheme must be one of {FINGERPRINT_SCHEMES}, got {scheme!r}")
     files = []
     for path in config_files or []:
         with open(path, "rb") as f:
             files.append((os.path.abspath(path), hashlib.sha256(f.read()).hexdigest()))
-    payload = {"model": model, "dataset": dataset, "phase": phase, "files": files, "cold": cold,
-               "config": {k: v for k, v in config_dict.items() if k not in RESUMABLE_KEYS}}
-    if plugin_files:
+    payload = {"model": model, "dataset": dataset, "phase": phase, "files": files, "cold": cold}
+    if scheme == "settings":
+        neutral = registration.neutral_options(model)
+        merged = {**plugin_settings(model, dataset), **config_dict}
+        payload["settings"] = {k: v for k, v in merged.items()
+                               if k not in RESUMABLE_KEYS and not (k in neutral and v == neutral[k])}
+    else:  # the older payload, byte for byte, so that its hashes still match
+        payload["config"] = {k: v for k, v in config_dict.items() if k not in RESUMABLE_KEYS}
         hashes = {}
         for path in registration.plugin_property_files(model, dataset):
             with open(path, "rb") as f:
                 hashes[os.path.relpath(path, registration.PROPERTIES_DIR)] = hashlib.sha256(f.read()).hexdigest()
         payload["plugin_files"] = hashes
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def accepted_fingerprints(model, dataset, phase, config_dict, config_files, cold):
+    """The row's fingerprint under every scheme, the current one first: what its checkpoints may carry."""
+    return [config_fingerprint(model, dataset, phase, config_dict, config_files, cold, scheme=scheme)
+            for scheme in FINGERPRINT_SCHEMES]
+
+
+def _upgrade_fingerprint(run_dir, result, fingerprint, accepted):
+    """Rewrite a finished phase's ``result.json`` and ``spec.json`` with the current scheme's fingerprint (the
+    analyses in ``ranks.load_phase`` match the two)."""
+    spec_file = os.path.join(run_dir, "spec.json")
+    if os.path.exists(spec_file):
+        with open(spec_file, encoding="utf-8") as f:
+            phase_spec = json.load(f)
+        phase_spec.update(fingerprint=fingerprint, accepted_fingerprints=sorted(accepted))
+        write_json_atomic(spec_file, phase_spec)
+    write_json_atomic(os.path.join(run_dir, "result.json"), dict(result, fingerprint=fingerprint))
 
 
 def row_finished(record):
@@ -240,8 +291,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
         row_config = {**base, **overrides, **spec.overrides, **row_overrides.get(name, {})}
         phases = _phases(cold_start_ratio, cold_start_mode)
         main_cold = dict(phases[0][1], seed=cold_seed)
-        main_hashes = {config_fingerprint(spec.model, dataset, "main", row_config, config_files, main_cold,
-                                          plugin_files=covered)[:10] for covered in (True, False)}
+        main_hashes = [fp[:10] for fp in accepted_fingerprints(spec.model, dataset, "main", row_config,
+                                                               config_files, main_cold)]
         for phase, _ in phases:  # a result set aside by a --resume whose leaderboard process was killed
             _settle_kept_result(os.path.join(row_dir, phase, "result.json"))
         if name in rerun_set:
@@ -250,6 +301,11 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
             note = "" if existing.get("config_hash") in ("", None, *main_hashes) else (
                 " (it was made with another configuration; use --rerun to replace it)")
             log(f"{prefix}: finished earlier ({existing.get('status')}), kept{note}")
+            if existing.get("config_hash") in main_hashes[1:]:
+                # Made under an older fingerprint scheme with this configuration: record the current hash, so
+                # that a later neutral edit of the YAML files does not orphan the row.
+                table = upsert_row(out_dir, dataset, dict(existing, config_hash=main_hashes[0]), meta)
+                position = {r.get("row"): i for i, r in enumerate(table)}
             continue
         reopen = name in resume_set
         record = {"row": name, "model": spec.model, "cold_mode": mode,
@@ -263,9 +319,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
             cold = dict(cold, seed=cold_seed)
             run_dir = os.path.join(row_dir, phase)
             os.makedirs(run_dir, exist_ok=True)
-            fingerprint = config_fingerprint(spec.model, dataset, phase, row_config, config_files, cold)
-            accepted = {fingerprint, config_fingerprint(spec.model, dataset, phase, row_config, config_files, cold,
-                                                        plugin_files=False)}
+            accepted = accepted_fingerprints(spec.model, dataset, phase, row_config, config_files, cold)
+            fingerprint = accepted[0]
             result_file = os.path.join(run_dir, "result.json")
             result = None
             if os.path.exists(result_file) and not reopen:
@@ -274,6 +329,9 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
+                    if previous["fingerprint"] != fingerprint:  # an older scheme's hash: move it to the current one
+                        _upgrade_fingerprint(run_dir, previous, fingerprint, accepted)
+                        result = dict(previous, fingerprint=fingerprint)
             if result is None:
                 if os.path.exists(result_file):
                     # A reopened row's finished result is set aside, not deleted: it comes back if the

@@ -47,6 +47,12 @@ def registered_models():
     return list(_REGISTERED_MODELS)
 
 
+def neutral_options(model):
+    """``{option: value}``: the options of plugin model ``model`` whose value there reproduces the model from before
+    the option existed (its class's ``NEUTRAL_OPTIONS``); empty for other models."""
+    return dict(getattr(_REGISTERED_MODELS.get(model), "NEUTRAL_OPTIONS", {}))
+
+
 def plugin_property_files(model, dataset):
     """The plugin's YAML files that apply to ``model`` on ``dataset`` (existing ones only), later ones winning:
     ``<model>.yaml``, ``<dataset>.yaml``, then ``<dataset>/<model>.yaml`` (the model's settings tuned on that
