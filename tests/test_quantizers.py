@@ -13,7 +13,8 @@ from recbole_lamia.quantizer import (
 )
 from recbole_lamia.quantizer.collision import add_disambiguation_token
 
-FAST = {"codebook_size": 8, "seed": 3, "kmeans_iterations": 10, "rqvae_epochs": 3, "rqvae_batch_size": 128}
+FAST = {"codebook_size": 8, "seed": 3, "kmeans_iterations": 10, "rqvae_epochs": 3, "rqvae_batch_size": 128,
+        "multiscale_kmeans_coarse_sizes": [3]}
 
 
 def _embeddings(n=300, h=4, d=8, seed=0):
@@ -133,3 +134,26 @@ def test_product_quantizer_codes_are_the_nearest_centroids(name):
     sub = flat.reshape(len(x), 4, -1)
     brute_force = ((sub[:, :, None, :] - quantizer.centroids[None]) ** 2).sum(-1).argmin(-1)
     assert np.array_equal(codes, brute_force)
+
+
+def test_multiscale_kmeans_adds_coarse_levels_and_resolves_collisions_on_the_fine_ones():
+    from recbole_lamia.quantizer.kmeans import nearest
+
+    x = _embeddings(n=400, h=3, d=4)  # 8 fine codes per aspect, 3 aspects: many items share a full fine ID
+    params = dict(FAST, multiscale_kmeans_coarse_sizes=[2, 4])
+    quantizer = get_quantizer_class("multiscale_kmeans")(params)
+    codes = quantizer.fit_encode(x)
+    assert codes.shape == (400, 9) and quantizer.codebook_sizes == [8] * 3 + [2] * 3 + [4] * 3
+    fine = get_quantizer_class("kmeans")(params).fit_encode(x)
+    assert np.array_equal(codes[:, :3], fine)  # the fine levels are quantizer: kmeans's codes
+    for scale, size in enumerate((2, 4)):
+        for a in range(3):
+            centroids = quantizer.coarse_centroids[scale][a]
+            assert centroids.shape == (size, 4)
+            assert np.array_equal(codes[:, 3 * (scale + 1) + a], nearest(centroids, x[:, a], 1)[1][:, 0])
+    unique, report = resolve_collisions(codes, "reassign", quantizer, x)
+    assert report["collision_rate_before"] > 0 and report["collision_rate_after"] == 0.0
+    assert np.array_equal(unique[:, 3:], codes[:, 3:])  # only fine codes moved
+    for bad in ([], [1], [8], "many"):
+        with pytest.raises(ValueError, match="coarse_sizes"):
+            get_quantizer_class("multiscale_kmeans")(dict(FAST, multiscale_kmeans_coarse_sizes=bad)).fit(x)

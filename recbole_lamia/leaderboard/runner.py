@@ -36,6 +36,7 @@ change). Config precedence: shared settings < ``--config_files`` < ``--set`` < t
 
 import argparse
 import collections
+import functools
 import hashlib
 import json
 import os
@@ -85,17 +86,23 @@ def shared_config(data_path=None, seed=2020):
 FINGERPRINT_SCHEMES = ("settings", "file_bytes")
 
 
-def plugin_settings(model, dataset):
-    """The plugin's YAML settings for ``model`` on ``dataset``, merged as RecBole merges them (later files win),
-    read with RecBole's own YAML loader."""
-    import yaml
+@functools.lru_cache(maxsize=1)
+def _recbole_yaml_loader():
     from recbole.config import Config
 
-    loader = Config._build_yaml_loader(None)  # it does not use the instance; same number parsing as RecBole
+    # It does not use the instance; built once, because each call adds a resolver to yaml.FullLoader.
+    return Config._build_yaml_loader(None)
+
+
+def plugin_settings(model, dataset):
+    """The plugin's YAML settings for ``model`` on ``dataset``, merged as RecBole merges them (later files win),
+    read with RecBole's own YAML loader (the same number parsing)."""
+    import yaml
+
     settings = {}
     for path in registration.plugin_property_files(model, dataset):
         with open(path, encoding="utf-8") as f:
-            settings.update(yaml.load(f.read(), Loader=loader) or {})
+            settings.update(yaml.load(f.read(), Loader=_recbole_yaml_loader()) or {})
     return settings
 
 

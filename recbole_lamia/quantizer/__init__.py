@@ -1,6 +1,6 @@
 """Quantizers turn item embeddings into semantic IDs. Importing this package registers the built-in ones."""
 
-from recbole_lamia.quantizer import kmeans, pq, random, rq_kmeans, rqvae  # noqa: F401  (registration)
+from recbole_lamia.quantizer import kmeans, multiscale_kmeans, pq, random, rq_kmeans, rqvae  # noqa: F401  (registration)
 from recbole_lamia.quantizer.base import (
     QUANTIZER_REGISTRY,
     AbstractQuantizer,

@@ -1,0 +1,71 @@
+"""k-means on each aspect at a fine and at coarser granularities: an item's ID is h fine codes, then h codes
+per coarse size.
+
+Why: with 2048 codes per aspect a code stands for about 6 amazon-beauty items, and the whole-item loss
+shapes token combinations almost item by item, so items that are rarely or never a training target rank
+near random (``results/README.md``, cold-start probe). A coarse code is shared by many items, so such an
+item still has tokens that were trained on its neighbours; the fine codes keep items apart.
+"""
+
+import numpy as np
+
+from recbole_lamia.quantizer.base import cap_codebook_size, register_quantizer
+from recbole_lamia.quantizer.kmeans import KMeansQuantizer, nearest, train_kmeans
+
+COARSE_SEED_STRIDE = 100003  # coarse k-means seeds differ from the fine ones, which match quantizer: kmeans
+
+
+@register_quantizer("multiscale_kmeans")
+class MultiscaleKMeansQuantizer(KMeansQuantizer):
+    """Per aspect, ``codebook_size`` fine codes and, for each size in ``multiscale_kmeans_coarse_sizes``
+    (default ``[256]``), that many coarse codes; codes ``[n, h * (1 + number of coarse sizes)]``.
+
+    The fine codes are exactly those of ``quantizer: kmeans`` (same seeds). Collisions are resolved on the
+    fine levels, where the alternatives are ranked; an item's coarse codes stay those of its embedding.
+    """
+
+    def _coarse_sizes(self, n):
+        sizes = self.params.get("multiscale_kmeans_coarse_sizes")
+        sizes = [256] if sizes is None else sizes
+        if isinstance(sizes, int):
+            sizes = [sizes]
+        if not sizes or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 2 for k in sizes):
+            raise ValueError(f"multiscale_kmeans_coarse_sizes must be a non-empty list of integers >= 2, "
+                             f"got {self.params.get('multiscale_kmeans_coarse_sizes')!r}.")
+        return [cap_codebook_size(k, n, self.logger) for k in sizes]
+
+    def fit(self, embeddings):
+        n, h, _ = embeddings.shape
+        super().fit(embeddings)
+        fine = self.codebook_sizes[0]
+        coarse = self._coarse_sizes(n)
+        if max(coarse) >= fine:
+            raise ValueError(f"multiscale_kmeans_coarse_sizes {coarse} must be smaller than codebook_size {fine}.")
+        niter = int(self.params.get("kmeans_iterations", 25))
+        self.coarse_centroids = [
+            [train_kmeans(embeddings[:, a], k, self.seed + COARSE_SEED_STRIDE * (s + 1) + a, niter).centroids
+             for a in range(h)]
+            for s, k in enumerate(coarse)]
+        self.codebook_sizes = [fine] * h + [k for k in coarse for _ in range(h)]
+        return self
+
+    def _coarse_codes(self, embeddings):
+        return [nearest(c, embeddings[:, a], 1)[1][:, 0] for scale in self.coarse_centroids
+                for a, c in enumerate(scale)]
+
+    def encode(self, embeddings):
+        fine = super().encode(embeddings)
+        return np.concatenate([fine, np.stack(self._coarse_codes(embeddings), axis=1).astype(np.int64)], axis=1)
+
+    def candidates(self, embeddings, n_candidates):
+        codes, costs = super().candidates(embeddings, n_candidates)
+        coarse = np.stack(self._coarse_codes(embeddings), axis=1).astype(np.int64)
+        # A coarse level offers only its own code: moving it would not tell items apart any better.
+        coarse_codes = np.repeat(coarse[:, :, None], codes.shape[2], axis=2)
+        coarse_costs = np.full(coarse_codes.shape, np.inf)
+        coarse_costs[:, :, 0] = 0.0
+        return np.concatenate([codes, coarse_codes], axis=1), np.concatenate([costs, coarse_costs], axis=1)
+
+    def reconstruction_error(self, embeddings, codes):
+        """Error of the fine codes (the coarse ones reconstruct less by design)."""
+        return super().reconstruction_error(embeddings, codes[:, : len(self.centroids)])
