@@ -12,8 +12,8 @@ bootstrap interval of the difference (``--resamples`` user resamples, seeded), a
 McNemar's exact test for Recall (only the users one row hits and the other misses count) and a sign-flip
 permutation test for NDCG. Written to ``results/paired_<name>.json``.
 
-``--split=valid`` ranks the validation targets instead (written to ``paired_<a>_vs_<b>_valid.json``), for
-tuning decisions that must not look at the test split.
+``--split=valid`` ranks the validation targets instead, for tuning decisions that must not look at the test
+split: no test figure is read or written, and the file name always contains ``valid``.
 """
 
 import argparse
@@ -83,11 +83,16 @@ def main():
     if name_a == name_b and not args.name:
         raise SystemExit(f"both runs are rows named {name_a}: give --name, or results/paired_{name_a}_vs_{name_a}.json "
                          "would be overwritten by the next such comparison")
+    def recorded(result_json, metrics):  # the table's own figures of this split, to check the reload against
+        if args.split == "valid":  # only the best valid NDCG@10 is recorded; no test figure is shown
+            return {"best_valid_ndcg@10": result_json.get("best_valid_ndcg@10")}
+        return {m: result_json.get(f"test_{m}") for m in metrics}
+
     result = {"split": args.split,
               "a": {"row": name_a, "run_dir": args.run_a, "ranking_seconds": round(secs_a, 1),
-                    "leaderboard_test": {m: recorded_a.get(f"test_{m}") for m in metrics_a}},
+                    f"leaderboard_{args.split}": recorded(recorded_a, metrics_a)},
               "b": {"row": name_b, "run_dir": args.run_b, "ranking_seconds": round(secs_b, 1),
-                    "leaderboard_test": {m: recorded_b.get(f"test_{m}") for m in metrics_b}},
+                    f"leaderboard_{args.split}": recorded(recorded_b, metrics_b)},
               f"{args.split}_users": len(users), "resamples": args.resamples, "seed": args.seed, "metrics": comparison,
               "median_rank": {"a": float(np.median(list(ranks_a.values()))),
                               "b": float(np.median(list(ranks_b.values())))}}
@@ -95,7 +100,9 @@ def main():
     for metric, row in comparison.items():
         print(f"{metric:10s} {name_a} {row['a']:.4f}  {name_b} {row['b']:.4f}  diff {row['a_minus_b']:+.4f} "
               f"[{row['ci95'][0]:+.4f}, {row['ci95'][1]:+.4f}]  p={row['p_value']:.3g} ({row['test']})")
-    stem = args.name or f"{name_a}_vs_{name_b}" + ("_valid" if args.split == "valid" else "")
+    stem = args.name or f"{name_a}_vs_{name_b}"
+    if args.split == "valid" and "valid" not in stem:  # never overwrite a test comparison of the same name
+        stem += "_valid"
     out = os.path.join(ROOT, "results", f"paired_{stem}.json")
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)

@@ -115,7 +115,8 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     assert _csv_rows(tmp_path)["SASRec"]["finished_at"] == row["finished_at"]  # finished rows are kept
     assert any("finished earlier" in m for m in messages)
 
-    # A row made under the older fingerprint scheme (YAML file bytes) is kept and moved to the current hash.
+    # A row made under the older fingerprint scheme (YAML file bytes) is kept, and moved to the current hash:
+    # its table row, result.json, spec.json and last.pth (which --resume checks).
     from recbole_lamia.leaderboard.ranks import load_phase
     from recbole_lamia.leaderboard.report import upsert_row
     from recbole_lamia.leaderboard.runner import accepted_fingerprints
@@ -125,20 +126,35 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     current, older = accepted_fingerprints(spec["model"], spec["dataset"], spec["phase"], spec["config_dict"],
                                            spec["config_files"], spec["cold_start"])
     assert spec["fingerprint"] == current and row["config_hash"] == current[:10]
+
+    def fingerprints():
+        last = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)["leaderboard"]["fingerprint"]
+        return (json.loads((run_dir / "result.json").read_text())["fingerprint"],
+                json.loads((run_dir / "spec.json").read_text())["fingerprint"], last)
+
+    def make_older():
+        result = json.loads((run_dir / "result.json").read_text())
+        (run_dir / "result.json").write_text(json.dumps(dict(result, fingerprint=older)))
+        (run_dir / "spec.json").write_text(json.dumps(dict(spec, fingerprint=older, accepted_fingerprints=[older])))
+        state = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
+        state["leaderboard"]["fingerprint"] = older
+        torch.save(state, run_dir / "last.pth")
+        assert fingerprints() == (older, older, older)
+
+    make_older()
     upsert_row(str(tmp_path / "results"), TINY_DATASET, dict(row, config_hash=older[:10]), {})
     messages.clear()
     _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
     assert not any("another configuration" in m for m in messages)
     assert _csv_rows(tmp_path)["SASRec"]["config_hash"] == current[:10]
-    # Its phase result, found when the table has no row for it, is reused and moved to the current hash too.
-    result = json.loads((run_dir / "result.json").read_text())
-    (run_dir / "result.json").write_text(json.dumps(dict(result, fingerprint=older)))
-    (run_dir / "spec.json").write_text(json.dumps(dict(spec, fingerprint=older, accepted_fingerprints=[older])))
+    assert fingerprints() == (current, current, current)
+    # A phase result found when the table has no row for it is reused and moved to the current hash too.
+    make_older()
     os.remove(tmp_path / "results" / f"{TINY_DATASET}.csv")
     messages.clear()
     _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)
     assert any("reusing its result" in m for m in messages)
-    assert json.loads((run_dir / "result.json").read_text())["fingerprint"] == current
+    assert fingerprints() == (current, current, current)
     assert _csv_rows(tmp_path)["SASRec"]["test_ndcg@10"] == row["test_ndcg@10"]
     assert load_phase(str(run_dir)).result["fingerprint"] == current  # the analyses still accept the phase
 
@@ -306,6 +322,7 @@ def test_fingerprint_covers_plugin_settings_not_yaml_bytes_and_keeps_the_older_f
 
     import recbole_lamia.utils.registration as registration
     from recbole_lamia.leaderboard.runner import accepted_fingerprints, config_fingerprint
+    from recbole_lamia.model.sequential_recommender.lamia import LAMIA
 
     properties = tmp_path / "properties"
     shutil.copytree(registration.PROPERTIES_DIR, properties)
@@ -316,19 +333,29 @@ def test_fingerprint_covers_plugin_settings_not_yaml_bytes_and_keeps_the_older_f
     bytes_before = config_fingerprint(*args, scheme="file_bytes")
     assert accepted_fingerprints(*args) == [before, bytes_before]  # the current form first
 
-    # A comment, and a new option at its neutral value: the settings are the same, so the row stays valid.
+    # A comment changes the bytes, not the settings: the row stays valid (the older form saw the bytes).
     model_yaml = properties / "LAMIA.yaml"
+    original = model_yaml.read_text()
+    model_yaml.write_text("# a comment\n" + original)
+    assert config_fingerprint(*args) == before
+    assert config_fingerprint(*args, scheme="file_bytes") != bytes_before
+    # The YAML as it was before a neutral option existed, and with a brand-new one at its neutral value:
+    # the same settings, so rows made then stay valid.
     neutral_option = "item_label_smoothing"
-    assert neutral_option in registration.neutral_options("LAMIA")
-    text = model_yaml.read_text().replace(f"{neutral_option}:", f"# moved\n{neutral_option}:")
-    model_yaml.write_text(text)
+    assert registration.neutral_options("LAMIA")[neutral_option] == 0
+    without = "".join(line for line in original.splitlines(keepends=True)
+                      if not line.startswith(f"{neutral_option}:"))
+    assert without != original
+    model_yaml.write_text(without)
     assert config_fingerprint(*args) == before
-    assert config_fingerprint(*args, scheme="file_bytes") != bytes_before  # the older form saw the bytes
-    model_yaml.write_text(text + "\n# trailing comment\n")
+    monkeypatch.setitem(LAMIA.NEUTRAL_OPTIONS, "brand_new_option", 0.0)
+    model_yaml.write_text(original + "brand_new_option: 0\n")
     assert config_fingerprint(*args) == before
-    # ... and setting a neutral option to its neutral value changes nothing either ...
-    neutral_value = registration.neutral_options("LAMIA")[neutral_option]
-    neutral_args = args[:3] + ({**args[3], neutral_option: neutral_value},) + args[4:]
+    model_yaml.write_text(original + "brand_new_option: 0.5\n")
+    assert config_fingerprint(*args) != before
+    model_yaml.write_text(original)
+    # ... and setting a neutral option to its neutral value changes nothing either.
+    neutral_args = args[:3] + ({**args[3], neutral_option: 0.0},) + args[4:]
     assert config_fingerprint(*neutral_args) == before
 
     # A tuned setting changed: the checkpoint is not continued, another model on the dataset is not affected.

@@ -157,3 +157,18 @@ def test_multiscale_kmeans_adds_coarse_levels_and_resolves_collisions_on_the_fin
     for bad in ([], [1], [8], "many"):
         with pytest.raises(ValueError, match="coarse_sizes"):
             get_quantizer_class("multiscale_kmeans")(dict(FAST, multiscale_kmeans_coarse_sizes=bad)).fit(x)
+
+
+def test_quantizer_defaults_enter_the_tokenizer_params_and_the_cache_key(monkeypatch):
+    from recbole_lamia.quantizer.multiscale_kmeans import MultiscaleKMeansQuantizer
+    from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
+
+    base = {"quantizer": "multiscale_kmeans", "item_text_fields": ["title"]}
+    params = tokenizer_params(base)
+    assert params["multiscale_kmeans_coarse_sizes"] == [256]
+    key = ItemTokenizer(params).code_key("embeddings")
+    explicit = ItemTokenizer(tokenizer_params(dict(base, multiscale_kmeans_coarse_sizes=[128])))
+    assert explicit.code_key("embeddings") != key
+    # Changing the default changes the key: codes made with the old default are not loaded.
+    monkeypatch.setitem(MultiscaleKMeansQuantizer.DEFAULTS, "multiscale_kmeans_coarse_sizes", [128])
+    assert ItemTokenizer(tokenizer_params(base)).code_key("embeddings") == explicit.code_key("embeddings")

@@ -30,8 +30,8 @@ every row. Finished rows (status ``early_stopped``, ``max_epochs`` or ``budget``
 next run; a row that failed or was interrupted is run again and continues from its last saved epoch
 (``<checkpoint_dir>/<dataset>/<row>/<phase>/last.pth``, through RecBole's ``Trainer.resume_checkpoint``),
 provided it was written with the same configuration (``epochs``, ``stopping_step`` and the budget may
-change). Config precedence: shared settings < ``--config_files`` < ``--set`` < the row's overrides <
-``--set ROW:...``.
+change). Config precedence: the plugin's ``properties/`` YAML < ``--config_files`` < the shared settings
+(``shared_config``: seed, metrics, ...) < ``--set`` < the row's overrides < ``--set ROW:...``.
 """
 
 import argparse
@@ -81,8 +81,9 @@ def shared_config(data_path=None, seed=2020):
 # them with the row's overrides, leaving out options at their neutral value (see ``config_fingerprint``);
 # "file_bytes" (sessions 3-6) hashed the YAML files' bytes, so even a comment or a new neutral option changed
 # it. Checkpoints and results of both are accepted while the row's configuration still gives that hash. The
-# form before "file_bytes" did not cover the YAML files at all and is no longer accepted: it would have kept
-# the amazon-beauty LAMIA row of item_label_smoothing 0 after the tuned YAML had moved to 0.25.
+# form before "file_bytes" did not cover the YAML files at all and is no longer accepted: it would have reused
+# the results and checkpoints of the amazon-beauty LAMIA row of item_label_smoothing 0 after the tuned YAML
+# had moved to 0.25.
 FINGERPRINT_SCHEMES = ("settings", "file_bytes")
 
 
@@ -144,16 +145,40 @@ def accepted_fingerprints(model, dataset, phase, config_dict, config_files, cold
             for scheme in FINGERPRINT_SCHEMES]
 
 
-def _upgrade_fingerprint(run_dir, result, fingerprint, accepted):
-    """Rewrite a finished phase's ``result.json`` and ``spec.json`` with the current scheme's fingerprint (the
-    analyses in ``ranks.load_phase`` match the two)."""
+def migrate_phase(run_dir, accepted):
+    """Move a phase made under an older fingerprint scheme (``accepted[1:]``) to the current one (``accepted[0]``).
+
+    Rewrites the fingerprint in ``result.json``, ``spec.json`` (``ranks.load_phase`` matches the two) and
+    ``last.pth`` (which ``--resume`` checks), so that a later neutral edit of the YAML files, which changes the
+    older hash, does not orphan the phase. Returns the upgraded result, or None when there was nothing to move.
+    """
+    result_file = os.path.join(run_dir, "result.json")
+    if not os.path.exists(result_file):
+        return None
+    with open(result_file, encoding="utf-8") as f:
+        result = json.load(f)
+    if result.get("fingerprint") not in accepted[1:]:
+        return None
+    current = accepted[0]
+    last_file = os.path.join(run_dir, "last.pth")
+    if os.path.exists(last_file):
+        import torch
+
+        # Our own file (RecBole's checkpoints pickle the Config, hence weights_only=False).
+        state = torch.load(last_file, map_location="cpu", weights_only=False)
+        if state.get("leaderboard", {}).get("fingerprint") in accepted[1:]:
+            state["leaderboard"]["fingerprint"] = current
+            torch.save(state, last_file + ".tmp", pickle_protocol=4)
+            os.replace(last_file + ".tmp", last_file)
     spec_file = os.path.join(run_dir, "spec.json")
     if os.path.exists(spec_file):
         with open(spec_file, encoding="utf-8") as f:
             phase_spec = json.load(f)
-        phase_spec.update(fingerprint=fingerprint, accepted_fingerprints=sorted(accepted))
+        phase_spec.update(fingerprint=current, accepted_fingerprints=sorted(accepted))
         write_json_atomic(spec_file, phase_spec)
-    write_json_atomic(os.path.join(run_dir, "result.json"), dict(result, fingerprint=fingerprint))
+    result["fingerprint"] = current
+    write_json_atomic(result_file, result)
+    return result
 
 
 def row_finished(record):
@@ -309,8 +334,11 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 " (it was made with another configuration; use --rerun to replace it)")
             log(f"{prefix}: finished earlier ({existing.get('status')}), kept{note}")
             if existing.get("config_hash") in main_hashes[1:]:
-                # Made under an older fingerprint scheme with this configuration: record the current hash, so
-                # that a later neutral edit of the YAML files does not orphan the row.
+                # Made under an older fingerprint scheme with this configuration: move its phases and its table
+                # row to the current hash, so that a later neutral edit of the YAML files does not orphan it.
+                for phase, cold in phases:
+                    migrate_phase(os.path.join(row_dir, phase), accepted_fingerprints(
+                        spec.model, dataset, phase, row_config, config_files, dict(cold, seed=cold_seed)))
                 table = upsert_row(out_dir, dataset, dict(existing, config_hash=main_hashes[0]), meta)
                 position = {r.get("row"): i for i, r in enumerate(table)}
             continue
@@ -336,9 +364,7 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
                     result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
-                    if previous["fingerprint"] != fingerprint:  # an older scheme's hash: move it to the current one
-                        _upgrade_fingerprint(run_dir, previous, fingerprint, accepted)
-                        result = dict(previous, fingerprint=fingerprint)
+                    result = migrate_phase(run_dir, accepted) or previous  # an older scheme's hash moves on
             if result is None:
                 if os.path.exists(result_file):
                     # A reopened row's finished result is set aside, not deleted: it comes back if the

@@ -55,6 +55,9 @@ class AbstractQuantizer:
     """
 
     name = "abstract"
+    # Defaults of this quantizer's own ``<name>_...`` keys: they enter the tokenizer's params, and so the
+    # semantic-ID cache key, so that changing a default does not load codes made with the old one.
+    DEFAULTS = {}
 
     def __init__(self, params):
         self.params = params

@@ -20,33 +20,38 @@ class MultiscaleKMeansQuantizer(KMeansQuantizer):
     """Per aspect, ``codebook_size`` fine codes and, for each size in ``multiscale_kmeans_coarse_sizes``
     (default ``[256]``), that many coarse codes; codes ``[n, h * (1 + number of coarse sizes)]``.
 
-    The fine codes are exactly those of ``quantizer: kmeans`` (same seeds). Collisions are resolved on the
-    fine levels, where the alternatives are ranked; an item's coarse codes stay those of its embedding.
+    Before collision handling the fine codes are exactly those of ``quantizer: kmeans`` (same seeds).
+    Collisions are resolved on the fine levels: coarse levels offer no ranked alternative, and the last-resort
+    search of ``reassign_collisions`` tries the fine levels, which come first, before any coarse one.
     """
 
+    DEFAULTS = {"multiscale_kmeans_coarse_sizes": [256]}
+
     def _coarse_sizes(self, n):
-        sizes = self.params.get("multiscale_kmeans_coarse_sizes")
-        sizes = [256] if sizes is None else sizes
-        if isinstance(sizes, int):
+        """The coarse sizes, validated and capped, before any k-means is run."""
+        sizes = self.params.get("multiscale_kmeans_coarse_sizes", self.DEFAULTS["multiscale_kmeans_coarse_sizes"])
+        if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = [sizes]
-        if not sizes or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 2 for k in sizes):
+        if not isinstance(sizes, (list, tuple)) or not sizes or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 2 for k in sizes):
             raise ValueError(f"multiscale_kmeans_coarse_sizes must be a non-empty list of integers >= 2, "
                              f"got {self.params.get('multiscale_kmeans_coarse_sizes')!r}.")
-        return [cap_codebook_size(k, n, self.logger) for k in sizes]
+        fine = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)
+        if max(sizes) >= fine:
+            raise ValueError(f"multiscale_kmeans_coarse_sizes {list(sizes)} must be smaller than the fine codebook "
+                             f"size {fine} (codebook_size {self.params['codebook_size']}, {n} items).")
+        return list(sizes)
 
     def fit(self, embeddings):
         n, h, _ = embeddings.shape
-        super().fit(embeddings)
-        fine = self.codebook_sizes[0]
         coarse = self._coarse_sizes(n)
-        if max(coarse) >= fine:
-            raise ValueError(f"multiscale_kmeans_coarse_sizes {coarse} must be smaller than codebook_size {fine}.")
+        super().fit(embeddings)
         niter = int(self.params.get("kmeans_iterations", 25))
         self.coarse_centroids = [
             [train_kmeans(embeddings[:, a], k, self.seed + COARSE_SEED_STRIDE * (s + 1) + a, niter).centroids
              for a in range(h)]
             for s, k in enumerate(coarse)]
-        self.codebook_sizes = [fine] * h + [k for k in coarse for _ in range(h)]
+        self.codebook_sizes = [self.codebook_sizes[0]] * h + [k for k in coarse for _ in range(h)]
         return self
 
     def _coarse_codes(self, embeddings):

@@ -6,6 +6,7 @@ settings. So LAMIA with ``kmeans`` and with ``rqvae`` share one palette, and a s
 nothing.
 """
 
+import copy
 import os
 import time
 from logging import getLogger
@@ -14,7 +15,7 @@ import numpy as np
 
 from recbole_lamia.data.cache import ArrayCache, stable_hash
 from recbole_lamia.data.item_text import ItemTextBuilder
-from recbole_lamia.quantizer import get_quantizer_class, resolve_collisions
+from recbole_lamia.quantizer import QUANTIZER_REGISTRY, get_quantizer_class, resolve_collisions
 from recbole_lamia.tokenizer.item_embedder import CONTRASTIVE_NEGATIVES, PaletteEmbedder, SentenceEmbedder
 from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
 
@@ -68,7 +69,8 @@ def tokenizer_params(config):
     values = dict(config.final_config_dict if hasattr(config, "final_config_dict") else config)
     params = dict(TOKENIZER_DEFAULTS)
     params.update({k: values[k] for k in TOKENIZER_DEFAULTS if values.get(k) is not None})
-    # Quantizer-specific keys (e.g. rqvae_epochs) travel with the quantizer.
+    # Quantizer-specific keys (e.g. rqvae_epochs) travel with the quantizer, over its own defaults.
+    params.update(copy.deepcopy(getattr(QUANTIZER_REGISTRY.get(params["quantizer"]), "DEFAULTS", {})))
     params.update({k: v for k, v in values.items() if str(k).startswith(f"{params['quantizer']}_")})
     seed = params["tokenizer_seed"] if params["tokenizer_seed"] is not None else values.get("seed")
     params["seed"] = 2020 if seed is None else int(seed)

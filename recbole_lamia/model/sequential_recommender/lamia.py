@@ -41,7 +41,8 @@ class LAMIA(SequentialRecommender):
     input_type = InputType.POINTWISE
     # Options added after leaderboard rows were made, with the value that reproduces LAMIA from before they
     # existed. The leaderboard's configuration fingerprint leaves them out at that value, so such rows stay
-    # valid; add every new option here with its neutral value.
+    # valid. Add a new option here when it is introduced (adding an existing one changes the hash of every
+    # row that has it at that value).
     NEUTRAL_OPTIONS = {"use_item_id_embedding": False, "aspect_dropout_prob": 0.0, "item_label_smoothing": 0.0}
 
     def __init__(self, config, dataset):
