@@ -108,7 +108,7 @@ def plugin_settings(model, dataset):
 
 
 def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, scheme="settings"):
-    """Hash of everything that must match for a checkpoint to be continued or a finished row to be kept.
+    """Hash of everything that must match for a checkpoint to be continued or a finished result to be reused.
 
     With the current ``scheme`` ("settings") it covers the row's effective plugin settings: the plugin's YAML
     values for ``model`` on ``dataset`` (``properties/...``) overlaid with ``config_dict``, minus the keys that
@@ -362,7 +362,6 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                 with open(result_file, encoding="utf-8") as f:
                     previous = json.load(f)
                 if previous.get("status") in FINISHED and previous.get("fingerprint") in accepted:
-                    result = previous
                     log(f"{prefix} [{phase}]: finished earlier ({previous['status']}), reusing its result")
                     result = migrate_phase(run_dir, accepted) or previous  # an older scheme's hash moves on
             if result is None:

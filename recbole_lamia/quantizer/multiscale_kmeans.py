@@ -28,7 +28,7 @@ class MultiscaleKMeansQuantizer(KMeansQuantizer):
     DEFAULTS = {"multiscale_kmeans_coarse_sizes": [256]}
 
     def _coarse_sizes(self, n):
-        """The coarse sizes, validated and capped, before any k-means is run."""
+        """The coarse sizes, checked (integers >= 2, each below the capped fine size) before any k-means runs."""
         sizes = self.params.get("multiscale_kmeans_coarse_sizes", self.DEFAULTS["multiscale_kmeans_coarse_sizes"])
         if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = [sizes]
