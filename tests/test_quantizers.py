@@ -157,13 +157,19 @@ def test_multiscale_kmeans_adds_coarse_levels_and_resolves_collisions_on_the_fin
     for bad in ([], [1], [8], "many"):
         with pytest.raises(ValueError, match="coarse_sizes"):
             get_quantizer_class("multiscale_kmeans")(dict(FAST, multiscale_kmeans_coarse_sizes=bad)).fit(x)
+    # ... and already when the tokenizer's settings are read, before any item is embedded
+    from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params
+
+    with pytest.raises(ValueError, match="coarse_sizes"):
+        tokenizer_params({"quantizer": "multiscale_kmeans", "item_text_fields": ["title"], "codebook_size": 8,
+                          "multiscale_kmeans_coarse_sizes": [8]})
 
 
 def test_quantizer_defaults_enter_the_tokenizer_params_and_the_cache_key(monkeypatch):
     from recbole_lamia.quantizer.multiscale_kmeans import MultiscaleKMeansQuantizer
     from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
 
-    base = {"quantizer": "multiscale_kmeans", "item_text_fields": ["title"]}
+    base = {"quantizer": "multiscale_kmeans", "item_text_fields": ["title"], "codebook_size": 2048}
     params = tokenizer_params(base)
     assert params["multiscale_kmeans_coarse_sizes"] == [256]
     key = ItemTokenizer(params).code_key("embeddings")

@@ -66,6 +66,11 @@ class AbstractQuantizer:
         self.codebook_sizes = []  # codes per level, filled by fit
         self.history = []  # per-iteration training records, where the quantizer trains
 
+    @classmethod
+    def check_params(cls, params):
+        """Raise ValueError for this quantizer's settings that cannot work; called when the tokenizer's settings
+        are read, before any item is embedded (a palette can take minutes)."""
+
     def fit(self, embeddings):
         """Fit on ``embeddings`` ``[n, h, d]`` float32; return self."""
         raise NotImplementedError

@@ -27,20 +27,28 @@ class MultiscaleKMeansQuantizer(KMeansQuantizer):
 
     DEFAULTS = {"multiscale_kmeans_coarse_sizes": [256]}
 
-    def _coarse_sizes(self, n):
-        """The coarse sizes, checked (integers >= 2, each below the capped fine size) before any k-means runs."""
-        sizes = self.params.get("multiscale_kmeans_coarse_sizes", self.DEFAULTS["multiscale_kmeans_coarse_sizes"])
+    @classmethod
+    def check_params(cls, params):
+        sizes = params.get("multiscale_kmeans_coarse_sizes", cls.DEFAULTS["multiscale_kmeans_coarse_sizes"])
         if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = [sizes]
         if not isinstance(sizes, (list, tuple)) or not sizes or not all(
                 isinstance(k, int) and not isinstance(k, bool) and k >= 2 for k in sizes):
             raise ValueError(f"multiscale_kmeans_coarse_sizes must be a non-empty list of integers >= 2, "
-                             f"got {self.params.get('multiscale_kmeans_coarse_sizes')!r}.")
+                             f"got {params.get('multiscale_kmeans_coarse_sizes')!r}.")
+        if max(sizes) >= int(params["codebook_size"]):
+            raise ValueError(f"multiscale_kmeans_coarse_sizes {list(sizes)} must be smaller than codebook_size "
+                             f"{params['codebook_size']}.")
+        return list(sizes)
+
+    def _coarse_sizes(self, n):
+        """The coarse sizes, checked, and each below the fine size as capped to the ``n`` items."""
+        sizes = self.check_params(self.params)
         fine = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)
         if max(sizes) >= fine:
-            raise ValueError(f"multiscale_kmeans_coarse_sizes {list(sizes)} must be smaller than the fine codebook "
+            raise ValueError(f"multiscale_kmeans_coarse_sizes {sizes} must be smaller than the fine codebook "
                              f"size {fine} (codebook_size {self.params['codebook_size']}, {n} items).")
-        return list(sizes)
+        return sizes
 
     def fit(self, embeddings):
         n, h, _ = embeddings.shape

@@ -95,7 +95,7 @@ def validate_tokenizer_params(params):
         raise ValueError("palette_dim must be >= 1 and max_text_length >= 4.")
     if not params["item_text_fields"]:
         raise ValueError("item_text_fields is not set: list the item fields that hold text, e.g. [title, brand].")
-    get_quantizer_class(params["quantizer"])  # raises with the registered names
+    get_quantizer_class(params["quantizer"]).check_params(params)  # an unknown name raises with the registered ones
 
 
 def _encoder_identity(name_or_path):
