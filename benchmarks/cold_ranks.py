@@ -68,7 +68,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     phase = load_phase(args.run_dir, args.data_path, require_cold=True)
-    spec, config, dataset, cold_items, test_data, model, checkpoint = phase[:7]
+    spec, config, dataset, cold_items = phase.spec, phase.config, phase.dataset, phase.cold_items
 
     is_cold = np.zeros(dataset.item_num, dtype=bool)
     is_cold[np.asarray(cold_items, dtype=np.int64)] = True
@@ -78,8 +78,8 @@ def main():
     buckets = [(5, 6), (7, 10), (11, 20), (21, None)]
     cold_ranks, warm_ranks, bucket_ranks = [], [], {bucket: [] for bucket in buckets}
     start = time.time()
-    _, targets, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"],
-                                     desc="ranking test targets")
+    _, targets, ranks = target_ranks(phase.model, phase.test_data, dataset.item_num, dataset.uid_field,
+                                     config["device"], desc="ranking test targets")
     for item, rank in zip(targets.tolist(), ranks.tolist()):
         if is_cold[item]:
             cold_ranks.append(rank)
@@ -90,7 +90,7 @@ def main():
                 bucket_ranks[(low, high)].append(rank)
     n_items = dataset.item_num - 1
     result = {"run_dir": args.run_dir, "row": spec.get("row"), "model": spec["model"],
-              "epoch": checkpoint.get("cur_epoch"), "n_items": n_items, "cold_items": int(len(cold_items)),
+              "epoch": phase.checkpoint.get("cur_epoch"), "n_items": n_items, "cold_items": int(len(cold_items)),
               "random_median_rank": (n_items + 1) / 2, "seconds": round(time.time() - start, 1),
               "cold": rank_summary(cold_ranks, n_items), "warm": rank_summary(warm_ranks, n_items),
               "warm_by_interactions": {f"{low}-{high or 'inf'}": rank_summary(bucket_ranks[(low, high)], n_items)
