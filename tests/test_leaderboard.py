@@ -199,11 +199,26 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
         return (value, 0, False, True) if len(calls) == 1 else (best, 1, True, False)
 
     monkeypatch.setattr(lb_trainer, "early_stopping", stop_at_second_evaluation)
-    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)
-    _run(tmp_path, tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0, rerun=["SASRec"])
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3, stopping_step=1)
+    messages = []
+    _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0, rerun=["SASRec"])
     row = _csv_rows(tmp_path)["SASRec"]
     assert row["resumed_from_epoch"] == "" and row["status"] == "early_stopped"
     assert row["epochs_run"] == "2" and row["best_epoch"] == "1"
+    # The patience shown counts to the validation that stops the run (stopping_step + 1, RecBole's rule below).
+    assert any("epoch 2/3" in m and "patience 1/2" in m and "[early_stopped]" in m for m in messages), messages
+
+
+def test_recbole_stops_at_the_validation_after_stopping_step_without_gain():
+    """The rule the leaderboard's progress line assumes: with stopping_step = s, RecBole's early_stopping stops
+    at the (s + 1)-th validation in a row without a gain."""
+    from recbole.utils import early_stopping
+
+    best, cur_step, stops = 1.0, 0, []
+    for _ in range(3):
+        best, cur_step, stop, _ = early_stopping(0.5, best, cur_step, max_step=2)
+        stops.append(stop)
+    assert stops == [False, False, True]
 
 
 def _dataset(model, config_dict):

@@ -167,8 +167,9 @@ class LeaderboardTrainerMixin:
                 if stop_flag:
                     self.stop_reason = "early_stopped"
                 self.valid_seconds.append(time.time() - trained)
+                # RecBole stops at the (stopping_step + 1)-th validation in a row without a gain.
                 valid_note = (f", valid {self.valid_metric} {valid_score:.4f} (best {self.best_valid_score:.4f} at "
-                              f"epoch {(self.best_epoch or 0) + 1}, patience {self.cur_step}/{self.stopping_step})")
+                              f"epoch {(self.best_epoch or 0) + 1}, patience {self.cur_step}/{self.stopping_step + 1})")
             else:
                 self.valid_seconds.append(0.0)
             self.train_seconds += time.time() - start
