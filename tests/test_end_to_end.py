@@ -138,6 +138,10 @@ def test_aspect_dropout_drops_whole_tokens_in_training_only(tiny_data_path, tiny
     items = torch.arange(1, dataset.item_num).repeat(50, 1)  # [50, n_items - 1]: every item many times
     model.eval()
     assert torch.equal(model.history_representation(items), model.item_representation(items))
+    # Evaluation sums each item's tokens once and indexes that table: the same sums, bit for bit.
+    with torch.no_grad():
+        assert torch.equal(model.item_representation(items),
+                           model.token_embedding(model.item_token_index[items]).sum(-2))
     model.train()
     torch.manual_seed(0)
     dropped = model.history_representation(items)
