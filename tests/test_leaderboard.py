@@ -196,7 +196,7 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
 
     def stop_at_second_evaluation(value, best, cur_step, max_step, bigger=True):
         calls.append(value)
-        return (value, 0, False, True) if len(calls) == 1 else (best, 1, True, False)
+        return (value, 0, False, True) if len(calls) == 1 else (best, max_step + 1, True, False)
 
     monkeypatch.setattr(lb_trainer, "early_stopping", stop_at_second_evaluation)
     overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=3, stopping_step=1)
@@ -206,7 +206,7 @@ def test_budget_stop_resume_and_rerun(tiny_data_path, tiny_bert_path, tmp_path, 
     assert row["resumed_from_epoch"] == "" and row["status"] == "early_stopped"
     assert row["epochs_run"] == "2" and row["best_epoch"] == "1"
     # The patience shown counts to the validation that stops the run (stopping_step + 1, RecBole's rule below).
-    assert any("epoch 2/3" in m and "patience 1/2" in m and "[early_stopped]" in m for m in messages), messages
+    assert any("epoch 2/3" in m and "patience 2/2" in m and "[early_stopped]" in m for m in messages), messages
 
 
 def test_recbole_stops_at_the_validation_after_stopping_step_without_gain():
