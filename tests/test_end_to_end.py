@@ -58,6 +58,19 @@ def test_full_sort_scores_equal_sum_of_token_log_probs(tiny_data_path, tiny_bert
         # predict() agrees with full_sort_predict() for given items
         batch.interaction[model.ITEM_ID] = torch.full_like(batch[model.ITEM_SEQ_LEN], item)
         assert torch.allclose(model.predict(batch), expected, atol=1e-5)
+        # Evaluation scores through folded item vectors, cached; an optimizer-style in-place step or a loaded
+        # state dict must refresh them, so the scores stay those of the unfolded product.
+        for change in (lambda: model.level_query.bias.add_(0.5),
+                       lambda: model.load_state_dict({**model.state_dict(),
+                                                      "token_embedding.weight": model.token_embedding.weight * 2})):
+            stale = model.full_sort_predict(batch)
+            change()
+            output = model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
+            normalisers = sum(torch.logsumexp(logits, -1) for logits in model.level_logits(output))
+            exact = model.item_logits(output) - normalisers[:, None]
+            fresh = model.full_sort_predict(batch)
+            assert not torch.allclose(stale[:, 1:], fresh[:, 1:], atol=1e-3)
+            assert torch.allclose(fresh[:, 1:], exact[:, 1:], atol=1e-4)
 
 
 def _summed_token_log_probs(model, output):

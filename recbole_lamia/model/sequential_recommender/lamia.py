@@ -95,6 +95,7 @@ class LAMIA(SequentialRecommender):
         self.initializer_range = config["initializer_range"]
         self.apply(self._init_weights)
         self._trie = None
+        self._folded_items = None  # (weights' versions, vectors, offsets) of folded_item_vectors
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -195,6 +196,29 @@ class LAMIA(SequentialRecommender):
         logits[:, 0] = float("-inf")
         return logits
 
+    def train(self, mode=True):
+        self._folded_items = None  # weights may change from here on (the version key also catches in-place steps)
+        return super().train(mode)
+
+    def folded_item_vectors(self):
+        """``([n_items, hidden], [n_items])`` with ``item_logits(h) == h @ vectors.T + offsets``.
+
+        The level queries are one linear map of h, so an item's h products with its tokens fold into one
+        hidden-size vector (``tables @ W``) and one offset (``tables @ b``): scoring every item then costs a
+        ``[B, hidden] x [hidden, n_items]`` product, as SASRec's, instead of ``[B, h * hidden] x [h * hidden,
+        n_items]``. Cached while the weights are unchanged (their in-place version counters key the cache).
+        """
+        weights = (self.token_embedding.weight, self.level_query.weight, self.level_query.bias)
+        key = tuple((w.data_ptr(), w._version) for w in weights)
+        if self._folded_items is None or self._folded_items[0] != key:
+            with torch.no_grad():
+                tables = self.token_embedding(self.item_token_index).flatten(1)  # [n_items, h * hidden]
+                vectors = tables @ self.level_query.weight
+                offsets = tables @ self.level_query.bias
+                offsets[0] = float("-inf")  # padding
+            self._folded_items = (key, vectors, offsets)
+        return self._folded_items[1], self._folded_items[2]
+
     def _all_position_targets(self, interaction):
         """Outputs and next items at every real position (the history shifted by one, then the target)."""
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
@@ -217,7 +241,10 @@ class LAMIA(SequentialRecommender):
         # sum_l log p_l(c_l) = (sum_l logit_l(c_l)) - sum_l logsumexp_l: one matmul over all items instead
         # of h gathers of [B, n_items] (benchmarks/full_sort_scoring.py). Column 0, padding, is -inf.
         log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
-        return self.item_logits(output) - log_normalisers.unsqueeze(1)
+        if self.training or torch.is_grad_enabled():
+            return self.item_logits(output) - log_normalisers.unsqueeze(1)
+        vectors, offsets = self.folded_item_vectors()  # evaluation: the same logits, one small product
+        return output @ vectors.t() + offsets - log_normalisers.unsqueeze(1)
 
     @property
     def trie(self):
