@@ -43,6 +43,7 @@ def model_at_shapes(n_items, levels, codebook, hidden, users):
     model = SimpleNamespace(
         n_levels=levels, hidden_size=hidden, level_sizes=[codebook] * levels, level_offsets=offsets,
         item_codes=codes, item_token_index=codes + offsets, beam_search=False,
+        training=True,  # the unfolded product on every call, as timed here (evaluation folds it, cached)
         level_query=nn.Linear(hidden, levels * hidden), token_embedding=nn.Embedding(levels * codebook + 1, hidden))
     nn.init.normal_(model.token_embedding.weight, std=0.1)
     output = torch.randn(users, hidden)
@@ -53,7 +54,7 @@ def model_at_shapes(n_items, levels, codebook, hidden, users):
 
 
 def matmul_scores(model):
-    """``LAMIA.full_sort_predict`` (column 0, padding, is -inf)."""
+    """``LAMIA.full_sort_predict`` without the evaluation cache of folded item vectors (column 0, padding, is -inf)."""
     return LAMIA.full_sort_predict(model, None)
 
 

@@ -197,6 +197,7 @@ class LAMIA(SequentialRecommender):
         return logits
 
     def train(self, mode=True):
+        """``nn.Module.train``, which also drops the cached folded item vectors."""
         self._folded_items = None  # weights may change from here on (the version key also catches in-place steps)
         return super().train(mode)
 
