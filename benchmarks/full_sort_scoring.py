@@ -48,7 +48,7 @@ def model_at_shapes(n_items, levels, codebook, hidden, users):
     nn.init.normal_(model.token_embedding.weight, std=0.1)
     output = torch.randn(users, hidden)
     model._history_output = lambda interaction: output
-    for name in ("level_logits", "level_log_probs", "item_logits"):
+    for name in ("level_logits", "level_log_probs", "item_logits", "item_token_vectors"):
         setattr(model, name, getattr(LAMIA, name).__get__(model))
     return model
 

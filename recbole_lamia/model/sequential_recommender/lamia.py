@@ -108,6 +108,10 @@ class LAMIA(SequentialRecommender):
         if isinstance(module, nn.Linear) and module.bias is not None:
             module.bias.data.zero_()
 
+    def item_token_vectors(self):
+        """``[n_items, h, hidden]``: every item's token embeddings (row 0, padding, is the padding token's)."""
+        return self.token_embedding(self.item_token_index)
+
     def item_representation(self, items, keep=None):
         """``[..., hidden]`` embedding of items from their semantic tokens (plus the optional ID embedding).
 
@@ -117,7 +121,7 @@ class LAMIA(SequentialRecommender):
             # An evaluation batch gathers h token vectors at every history position ([4096, 50, h, hidden]
             # on amazon-beauty); summing them once per item and indexing that table gives bitwise the same sums
             # in far less memory (peak RSS 3.35 -> 2.62 GB there). Training keeps the gather, so its runs are unchanged.
-            rep = self.token_embedding(self.item_token_index).sum(-2)[items]
+            rep = self.item_token_vectors().sum(-2)[items]
         else:
             tokens = self.token_embedding(self.item_token_index[items])  # [..., h, hidden]
             if keep is None:
@@ -188,10 +192,14 @@ class LAMIA(SequentialRecommender):
 
         Softmax over these is the product of the per-level token distributions renormalised over the
         real items' IDs, so its cross-entropy trains the exact ranking ``full_sort_predict`` uses.
-        Column 0 (padding) is -inf.
+        Column 0 (padding) is -inf. Evaluation (no gradient) takes the same logits from the cached
+        ``folded_item_vectors``.
         """
+        if not (self.training or torch.is_grad_enabled()):
+            vectors, offsets = self.folded_item_vectors()
+            return seq_output @ vectors.t() + offsets
         queries = self.level_query(seq_output)
-        item_tables = self.token_embedding(self.item_token_index).flatten(1)  # [n_items, h * hidden]
+        item_tables = self.item_token_vectors().flatten(1)  # [n_items, h * hidden]
         logits = queries @ item_tables.t()
         logits[:, 0] = float("-inf")
         return logits
@@ -213,7 +221,7 @@ class LAMIA(SequentialRecommender):
         key = tuple((w.data_ptr(), w._version) for w in weights)
         if self._folded_items is None or self._folded_items[0] != key:
             with torch.no_grad():
-                tables = self.token_embedding(self.item_token_index).flatten(1)  # [n_items, h * hidden]
+                tables = self.item_token_vectors().flatten(1)  # [n_items, h * hidden]
                 vectors = tables @ self.level_query.weight
                 offsets = tables @ self.level_query.bias
                 offsets[0] = float("-inf")  # padding
@@ -242,10 +250,7 @@ class LAMIA(SequentialRecommender):
         # sum_l log p_l(c_l) = (sum_l logit_l(c_l)) - sum_l logsumexp_l: one matmul over all items instead
         # of h gathers of [B, n_items] (benchmarks/full_sort_scoring.py). Column 0, padding, is -inf.
         log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
-        if self.training or torch.is_grad_enabled():
-            return self.item_logits(output) - log_normalisers.unsqueeze(1)
-        vectors, offsets = self.folded_item_vectors()  # evaluation: the same logits, one small product
-        return output @ vectors.t() + offsets - log_normalisers.unsqueeze(1)
+        return self.item_logits(output) - log_normalisers.unsqueeze(1)
 
     @property
     def trie(self):
