@@ -3,7 +3,9 @@
 Each breakage is handled on purpose (see README, "Compatibility"):
 
 * ``numpy>=2``: ray 2.6.3 (RecBole pins ``ray<=2.6.3``) uses ``np.bool8``.  **Pin**: ``numpy<2``.
-* ray imports ``pkg_resources``, removed from setuptools 81.  **Pin**: ``setuptools<81``.
+* ray imports ``pkg_resources``, removed from setuptools 81.  **Pin**: ``setuptools<81``; its deprecation
+  warning, printed at every import of RecBole, is silenced (``silence_ray_pkg_resources_warning``, run when
+  the plugin is imported, before RecBole is).
 * pandas 3 makes RecBole's chained ``df[f].fillna(..., inplace=True)`` a no-op (copy-on-write), so
   missing values would silently survive.  **Pin**: ``pandas<3``.
 * RecBole's ``sine.py`` calls ``torch.autograd.set_detect_anomaly(True)`` at import, and importing
@@ -11,23 +13,22 @@ Each breakage is handled on purpose (see README, "Compatibility"):
   it: anomaly detection then slows every backward pass of every model about 2x.  **Shim**: switch it
   off again after that import (``disable_recbole_anomaly_detection``); turn it on yourself to debug.
 * ``torch>=2.6`` defaults ``torch.load(weights_only=True)``, which refuses RecBole's own checkpoints
-  (they pickle the Config object).  **Shim** (this module): RecBole's trainer module gets a ``torch``
-  proxy whose ``load`` defaults to ``weights_only=False``, and ``load_data_and_model`` (which imports
-  torch locally) is wrapped to allow the same for its one call. The global ``torch.load`` keeps its
-  safe default; only checkpoints RecBole itself wrote in ``checkpoint_dir`` go through these paths.
+  (they pickle the Config object, with a pickle protocol the safe loader cannot read). Loading them any other
+  way would let a planted file run code. **Shim** (``patch_recbole_checkpoint_loading``): RecBole's Trainer
+  writes the plugin's safe checkpoint form instead (``utils/checkpoint.py``: tensors and plain values), its
+  module gets a ``torch`` proxy whose ``load`` reads only that form with ``weights_only=True``, and
+  ``recbole.quick_start.load_data_and_model`` becomes the plugin's safe one (``recbole_lamia.case_study``).
+  Nothing sets ``weights_only=False`` or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
 """
 
-import contextlib
-import functools
 import importlib
-import os
 import warnings
 
 import torch
 
 
-class _TorchWithTrustedCheckpointLoad:
-    """Proxy of the ``torch`` module whose ``load`` trusts RecBole's own pickled checkpoints."""
+class _TorchWithSafeCheckpointLoad:
+    """Proxy of the ``torch`` module whose ``load`` reads only the plugin's safe checkpoints (weights only)."""
 
     def __init__(self, torch_module):
         self._torch = torch_module
@@ -35,47 +36,60 @@ class _TorchWithTrustedCheckpointLoad:
     def __getattr__(self, name):
         return getattr(self._torch, name)
 
-    @functools.wraps(torch.load)
-    def load(self, *args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return self._torch.load(*args, **kwargs)
+    def load(self, f, map_location=None, **_ignored):
+        from recbole_lamia.utils.checkpoint import load_checkpoint
+
+        return load_checkpoint(f, map_location=map_location)
 
 
-@contextlib.contextmanager
-def _trusted_checkpoint_loading():
-    """torch's own switch for calls that do not pass ``weights_only``, set only for the duration."""
-    previous = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = previous
+def _save_safe_checkpoint(self, epoch, verbose=True, **kwargs):
+    """RecBole's ``Trainer._save_checkpoint`` with the plugin's safe checkpoint form (same fields)."""
+    from recbole.utils import set_color
+
+    from recbole_lamia.utils.checkpoint import checkpoint_state, save_checkpoint
+
+    if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        return
+    saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+    save_checkpoint(checkpoint_state(self, epoch), saved_model_file)
+    if verbose:
+        self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+
+_save_safe_checkpoint._recbole_lamia = True
 
 
 def patch_recbole_checkpoint_loading():
-    """Let RecBole's Trainer and ``load_data_and_model`` read their checkpoints on torch>=2.6.
+    """Make RecBole's Trainer write and read only safe checkpoints, and ``load_data_and_model`` the safe one.
 
     Idempotent. Returns the names of what is patched.
     """
     trainer_module = importlib.import_module("recbole.trainer.trainer")
-    if not isinstance(trainer_module.torch, _TorchWithTrustedCheckpointLoad):
-        trainer_module.torch = _TorchWithTrustedCheckpointLoad(torch)
+    if not isinstance(trainer_module.torch, _TorchWithSafeCheckpointLoad):
+        trainer_module.torch = _TorchWithSafeCheckpointLoad(torch)
+    trainer_module.Trainer._save_checkpoint = _save_safe_checkpoint
 
-    quick_start_module = importlib.import_module("recbole.quick_start.quick_start")
-    original = quick_start_module.load_data_and_model
-    if not getattr(original, "_recbole_lamia", False):
-        @functools.wraps(original)
-        def load_data_and_model(model_file):
-            with _trusted_checkpoint_loading():
-                return original(model_file)
+    def load_data_and_model(model_file):
+        from recbole_lamia.case_study import load_data_and_model as safe_load_data_and_model
 
-        load_data_and_model._recbole_lamia = True
-        quick_start_module.load_data_and_model = load_data_and_model
-        importlib.import_module("recbole.quick_start").load_data_and_model = load_data_and_model
-    return ["recbole.trainer.trainer.torch", "recbole.quick_start.load_data_and_model"]
+        return safe_load_data_and_model(model_file)
+
+    load_data_and_model._recbole_lamia = True
+    load_data_and_model.__doc__ = "The plugin's safe ``load_data_and_model`` (``recbole_lamia.case_study``)."
+    for name in ("recbole.quick_start.quick_start", "recbole.quick_start"):
+        module = importlib.import_module(name)
+        if not getattr(module.load_data_and_model, "_recbole_lamia", False):
+            module.load_data_and_model = load_data_and_model
+    return ["recbole.trainer.trainer.torch", "recbole.trainer.trainer.Trainer._save_checkpoint",
+            "recbole.quick_start.load_data_and_model"]
+
+
+def silence_ray_pkg_resources_warning():
+    """ray 2.6.3 warns that ``pkg_resources`` is deprecated on import; with ``setuptools<81`` pinned it works."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+
+silence_ray_pkg_resources_warning()  # at import: this module is imported before anything imports RecBole
 
 
 def silence_recbole_chained_fillna_warning():

@@ -1,11 +1,14 @@
 """Entry points that wrap RecBole's quick start with the plugin registered."""
 
 import importlib
+import os
 import pkgutil
+import urllib.error
 
 from recbole.quick_start import run_recbole
 from recbole.utils import get_model
 
+from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.registration import registered_models
 
 _SUBMODULES = ("general_recommender", "context_aware_recommender", "sequential_recommender",
@@ -34,13 +37,32 @@ def check_model_name(model):
     try:
         get_model(model)
     except (ValueError, ImportError, AttributeError):
-        raise ValueError(f"unknown model '{model}'. Available models: {', '.join(available_models())}") from None
+        raise UserInputError(f"unknown model '{model}'. Available models: {', '.join(available_models())}") from None
+
+
+def check_dataset(model, dataset, config_file_list=None, config_dict=None):
+    """Raise ``UserInputError`` (one line naming the folders looked in) when ``dataset`` is neither in its
+    ``data_path``, nor shipped with the plugin, nor one RecBole can download. Cheap: reads no data."""
+    from recbole.config import Config
+
+    from recbole_lamia.data.local_datasets import check_dataset_available
+
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    data_path = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole appended the dataset name
+    check_dataset_available(dataset, data_path)
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True):
-    """Train and evaluate ``model`` on ``dataset`` with RecBole's ``run_recbole``; return its result dict."""
-    return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
-                       config_dict=config_dict, saved=saved)
+    """Train and evaluate ``model`` on ``dataset`` with RecBole's ``run_recbole``; return its result dict.
+
+    A failed download of a RecBole dataset (no network) becomes a ``UserInputError``."""
+    try:
+        return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
+                           config_dict=config_dict, saved=saved)
+    except urllib.error.URLError as err:
+        raise UserInputError(f"dataset '{dataset}' is not on this machine and RecBole could not download it "
+                             f"({err.reason}). Put its atomic files in <data_path>/{dataset}/ and pass "
+                             "--data_path=<data_path>.") from None
 
 
 def format_summary(model, dataset, result):

@@ -120,6 +120,7 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     from recbole_lamia.leaderboard.ranks import load_phase
     from recbole_lamia.leaderboard.report import upsert_row
     from recbole_lamia.leaderboard.runner import accepted_fingerprints
+    from recbole_lamia.utils.checkpoint import load_checkpoint, save_checkpoint
 
     run_dir = tmp_path / "ckpt" / TINY_DATASET / "SASRec" / "main"
     spec = json.loads((run_dir / "spec.json").read_text())
@@ -128,7 +129,7 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     assert spec["fingerprint"] == current and row["config_hash"] == current[:10]
 
     def fingerprints():
-        last = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)["leaderboard"]["fingerprint"]
+        last = load_checkpoint(run_dir / "last.pth")["leaderboard"]["fingerprint"]
         return (json.loads((run_dir / "result.json").read_text())["fingerprint"],
                 json.loads((run_dir / "spec.json").read_text())["fingerprint"], last)
 
@@ -136,9 +137,9 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
         result = json.loads((run_dir / "result.json").read_text())
         (run_dir / "result.json").write_text(json.dumps(dict(result, fingerprint=older)))
         (run_dir / "spec.json").write_text(json.dumps(dict(spec, fingerprint=older, accepted_fingerprints=[older])))
-        state = torch.load(run_dir / "last.pth", map_location="cpu", weights_only=False)
+        state = load_checkpoint(run_dir / "last.pth")
         state["leaderboard"]["fingerprint"] = older
-        torch.save(state, run_dir / "last.pth")
+        save_checkpoint(state, run_dir / "last.pth")
         assert fingerprints() == (older, older, older)
 
     make_older()

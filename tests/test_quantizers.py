@@ -171,10 +171,24 @@ def test_quantizer_defaults_enter_the_tokenizer_params_and_the_cache_key(monkeyp
 
     base = {"quantizer": "multiscale_kmeans", "item_text_fields": ["title"], "codebook_size": 2048}
     params = tokenizer_params(base)
-    assert params["multiscale_kmeans_coarse_sizes"] == [256]
+    assert params["multiscale_kmeans_coarse_sizes"] == "auto"
     key = ItemTokenizer(params).code_key("embeddings")
+    assert ItemTokenizer(tokenizer_params(dict(base, codebook_size=1024))).code_key("embeddings") != key
     explicit = ItemTokenizer(tokenizer_params(dict(base, multiscale_kmeans_coarse_sizes=[128])))
     assert explicit.code_key("embeddings") != key
     # Changing the default changes the key: codes made with the old default are not loaded.
     monkeypatch.setitem(MultiscaleKMeansQuantizer.DEFAULTS, "multiscale_kmeans_coarse_sizes", [128])
     assert ItemTokenizer(tokenizer_params(base)).code_key("embeddings") == explicit.code_key("embeddings")
+
+
+def test_multiscale_kmeans_default_coarse_size_follows_the_capped_codebook():
+    # amazon-beauty's setting: 2048 fine codes give 256 coarse ones, the size its leaderboard row was trained with
+    x = _embeddings(n=3000, h=1, d=4)
+    quantizer = get_quantizer_class("multiscale_kmeans")(dict(FAST, codebook_size=2048, kmeans_iterations=2,
+                                                                multiscale_kmeans_coarse_sizes="auto"))
+    quantizer.fit(x)
+    assert quantizer.codebook_sizes == [2048, 256]
+    # the model default (256 codes) on 20 items: the fine size is capped to 20, the coarse one to 20 // 8
+    small = get_quantizer_class("multiscale_kmeans")(dict(FAST, codebook_size=256, multiscale_kmeans_coarse_sizes="auto"))
+    codes = small.fit_encode(_embeddings(n=20, h=2, d=4))
+    assert small.codebook_sizes == [20, 20, 2, 2] and codes.shape == (20, 4) and codes[:, 2:].max() <= 1

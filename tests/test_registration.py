@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset
@@ -66,25 +67,26 @@ def test_typo_detection_only_flags_plugin_like_keys():
     assert unknown_plugin_like_keys(config) == [("palete_size", "palette_size")]
 
 
-def test_checkpoint_shim_is_narrow_and_loads_recbole_checkpoints(tmp_path):
+def test_checkpoint_shim_writes_and_reads_only_safe_checkpoints(tmp_path):
+    import os
+
     import recbole.quick_start.quick_start as quick_start
     import recbole.trainer.trainer as trainer
+
+    from recbole_lamia.utils.errors import CheckpointError
 
     patch_recbole_checkpoint_loading()
     patch_recbole_checkpoint_loading()  # idempotent
     assert torch.load is not trainer.torch.load  # RecBole's trainer uses the proxy
     assert trainer.torch.Tensor is torch.Tensor and trainer.torch.no_grad is torch.no_grad
+    assert trainer.Trainer._save_checkpoint._recbole_lamia
     assert quick_start.load_data_and_model._recbole_lamia
-    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in __import__("os").environ
-    # A checkpoint pickling a non-tensor object, as RecBole's does with its Config.
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+    # A checkpoint pickling a non-tensor object, as RecBole's own format does with its Config: refused.
     file = tmp_path / "ckpt.pth"
-    torch.save({"config": Config(model="LAMIA", dataset="ml-100k"), "state_dict": {}}, file)
-    try:
-        torch.load(file)
-        raise AssertionError("plain torch.load should refuse pickled objects on torch>=2.6")
-    except Exception as err:  # the global torch.load keeps its safe default
-        assert "weights_only" in str(err) or "Unsupported global" in str(err)
-    assert trainer.torch.load(file)["config"]["model"] == "LAMIA"
+    torch.save({"config": Config(model="LAMIA", dataset="ml-100k"), "state_dict": {}}, file, pickle_protocol=4)
+    with pytest.raises(CheckpointError, match="holds Python objects"):
+        trainer.torch.load(file)
 
 
 def test_cli_unknown_model_lists_models_without_traceback():

@@ -5,6 +5,8 @@ from logging import getLogger
 
 from recbole.utils import FeatureType, set_color
 
+from recbole_lamia.utils.errors import UserInputError
+
 # A RecBole Amazon category list reads "'Skin Care', 'Face'" once its token_seq is joined back.
 _QUOTED_PHRASE = re.compile(r"'([^']*)'")
 
@@ -34,7 +36,7 @@ class ItemTextBuilder:
 
     def __init__(self, text_fields, separator=". ", ignore_values=("Unknown",), fallback="item {token}"):
         if not text_fields:
-            raise ValueError("item_text_fields is empty: name at least one item field that holds text.")
+            raise UserInputError("item_text_fields is empty: name at least one item field that holds text.")
         self.text_fields = list(text_fields)
         self.separator = separator
         self.ignore_values = set(ignore_values or ()) | {"[PAD]", ""}
@@ -46,7 +48,7 @@ class ItemTextBuilder:
         existing = [] if dataset.item_feat is None else list(dataset.item_feat.columns)
         missing = [f for f in self.text_fields if f not in existing]
         if missing:
-            raise ValueError(
+            raise UserInputError(
                 f"item_text_fields {missing} not found in the item features of dataset "
                 f"[{dataset.dataset_name}]. Item fields that exist: {existing}. "
                 "Check item_text_fields, and that load_col loads them from the .item file."

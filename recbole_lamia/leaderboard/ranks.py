@@ -21,11 +21,11 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     finished (no finished ``result.json`` of this spec: its ``best.pth`` would be from a run still going or a
     failed one), or (with ``require_cold``) was trained without cold-start items.
     """
-    import torch
     from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
     from recbole_lamia.leaderboard.child import FINISHED, phase_config, phase_data_and_model
+    from recbole_lamia.utils.checkpoint import check_semantic_ids, load_checkpoint
 
     spec_file = os.path.join(run_dir, "spec.json")
     if not os.path.exists(spec_file):
@@ -54,8 +54,8 @@ def load_phase(run_dir, data_path=None, require_cold=False):
     config = phase_config(spec, **extra)
     dataset = create_dataset(config)
     cold_items, _, (_, valid_data, test_data), model = phase_data_and_model(config, dataset, cold)
-    # RecBole's checkpoints pickle the Config, so weights_only=False (our own file, written by the leaderboard).
-    checkpoint = torch.load(checkpoint_file, map_location=config["device"], weights_only=False)
+    checkpoint = load_checkpoint(checkpoint_file, map_location=config["device"])
+    check_semantic_ids(checkpoint, model, checkpoint_file)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return LoadedPhase(spec, config, dataset, cold_items, test_data, model, checkpoint, result, valid_data)

@@ -162,14 +162,15 @@ def migrate_phase(run_dir, accepted):
     current = accepted[0]
     last_file = os.path.join(run_dir, "last.pth")
     if os.path.exists(last_file):
-        import torch
+        from recbole_lamia.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-        # Our own file (RecBole's checkpoints pickle the Config, hence weights_only=False).
-        state = torch.load(last_file, map_location="cpu", weights_only=False)
+        try:
+            state = load_checkpoint(last_file)
+        except CheckpointError:  # unsafe or torn: left alone, and refused again when resumed
+            state = {}
         if state.get("leaderboard", {}).get("fingerprint") in accepted[1:]:
             state["leaderboard"]["fingerprint"] = current
-            torch.save(state, last_file + ".tmp", pickle_protocol=4)
-            os.replace(last_file + ".tmp", last_file)
+            save_checkpoint(state, last_file)
     spec_file = os.path.join(run_dir, "spec.json")
     if os.path.exists(spec_file):
         with open(spec_file, encoding="utf-8") as f:

@@ -6,7 +6,8 @@ model-specific ``_train_epoch`` overrides still apply. Its ``fit`` is RecBole's 
 
 * ``last.pth`` after every epoch: RecBole's checkpoint fields (model, optimizer, epoch, cur_step,
   best_valid_score), written atomically, plus the leaderboard's own (best_valid_result, best epoch,
-  timings, stop reason, RNG states, a config fingerprint). ``resume()`` reads it with RecBole's
+  timings, stop reason, RNG states, a config fingerprint), in the plugin's safe checkpoint form
+  (``utils/checkpoint.py``). ``resume()`` reads it with RecBole's
   ``Trainer.resume_checkpoint``; ``best.pth`` keeps the best-validation weights for the test evaluation.
 * a budget in seconds of training (+ validation) time, summed over resumed segments: training stops after
   an epoch when the next one would not finish within it (at least one epoch always runs);
@@ -15,13 +16,19 @@ model-specific ``_train_epoch`` overrides still apply. Its ``fit`` is RecBole's 
 
 import math
 import os
-import random
 import signal
 import time
 
-import numpy as np
-import torch
 from recbole.utils import early_stopping
+
+from recbole_lamia.utils.checkpoint import (
+    CheckpointError,
+    checkpoint_state,
+    load_checkpoint,
+    plain_value,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 class SimulatedInterruption(RuntimeError):
@@ -61,29 +68,17 @@ class LeaderboardTrainerMixin:
 
     # ----- resume point -----
     def save_resume_point(self, epoch_idx):
-        state = {
-            "config": self.config,
-            "epoch": epoch_idx,
-            "cur_step": self.cur_step,
-            "best_valid_score": self.best_valid_score,
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
-            "leaderboard": {
-                "fingerprint": self.fingerprint,
-                "best_valid_result": self.best_valid_result,
-                "best_epoch": self.best_epoch,
-                "train_seconds": self.train_seconds,
-                "epoch_seconds": self.epoch_seconds,
-                "valid_seconds": self.valid_seconds,
-                "stop_reason": self.stop_reason,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            },
-        }
-        tmp = self.last_file + ".tmp"
-        torch.save(state, tmp, pickle_protocol=4)
-        os.replace(tmp, self.last_file)
+        state = checkpoint_state(self, epoch_idx)  # RecBole's fields, RNG states; safe to load
+        state["leaderboard"] = plain_value({
+            "fingerprint": self.fingerprint,
+            "best_valid_result": self.best_valid_result,
+            "best_epoch": self.best_epoch,
+            "train_seconds": self.train_seconds,
+            "epoch_seconds": self.epoch_seconds,
+            "valid_seconds": self.valid_seconds,
+            "stop_reason": self.stop_reason,
+        })
+        save_checkpoint(state, self.last_file)
 
     def resume(self):
         """Continue from ``last.pth`` if it exists and was written with the same configuration.
@@ -93,10 +88,11 @@ class LeaderboardTrainerMixin:
         if not os.path.exists(self.last_file):
             return None
         try:
-            extra = torch.load(self.last_file, map_location="cpu", weights_only=False).get("leaderboard", {})
-        except Exception as err:  # noqa: BLE001  (a torn or foreign file: start over)
-            self.progress(f"{self.label}: cannot read {self.last_file} ({err}); starting from scratch")
+            state = load_checkpoint(self.last_file)
+        except CheckpointError as err:  # a torn, foreign or unsafe file: start over, never unpickle it
+            self.progress(f"{self.label}: {err}; starting from scratch")
             return None
+        extra = state.get("leaderboard", {})
         if extra.get("fingerprint") not in self.accepted_fingerprints:
             self.progress(f"{self.label}: checkpoint {self.last_file} was written with another configuration; "
                           "starting from scratch")
@@ -110,13 +106,7 @@ class LeaderboardTrainerMixin:
         self.epoch_seconds = list(extra.get("epoch_seconds") or [])
         self.valid_seconds = list(extra.get("valid_seconds") or [])
         self.stop_reason = extra.get("stop_reason")
-        rng = extra.get("rng") or {}
-        if rng.get("torch") is not None:
-            torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
-            random.setstate(rng["python"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+        set_rng_state(state.get("rng"))
         self.epochs_done = self.start_epoch
         self.resumed_from_epoch = self.start_epoch
         return self.start_epoch

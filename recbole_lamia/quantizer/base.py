@@ -9,6 +9,8 @@ from logging import getLogger
 
 import numpy as np
 
+from recbole_lamia.utils.errors import UserInputError
+
 QUANTIZER_REGISTRY = {}
 
 
@@ -28,14 +30,14 @@ def register_quantizer(name):
 def get_quantizer_class(name):
     """Return the registered quantizer class ``name``; the error lists the registered ones."""
     if name not in QUANTIZER_REGISTRY:
-        raise ValueError(f"Unknown quantizer '{name}'. Registered quantizers: {sorted(QUANTIZER_REGISTRY)}.")
+        raise UserInputError(f"Unknown quantizer '{name}'. Registered quantizers: {sorted(QUANTIZER_REGISTRY)}.")
     return QUANTIZER_REGISTRY[name]
 
 
 def cap_codebook_size(codebook_size, n_items, logger=None):
     """``codebook_size`` limited to ``n_items``, with a warning when it had to be capped."""
     if codebook_size < 2:
-        raise ValueError(f"codebook_size must be >= 2, got {codebook_size}.")
+        raise UserInputError(f"codebook_size must be >= 2, got {codebook_size}.")
     if codebook_size > n_items:
         (logger or getLogger()).warning(
             f"codebook_size {codebook_size} is larger than the number of items ({n_items}); capped to {n_items}."

@@ -4,6 +4,8 @@ from logging import getLogger
 
 import numpy as np
 
+from recbole_lamia.utils.errors import UserInputError
+
 COLLISION_STRATEGIES = ("reassign", "extra_token")
 
 
@@ -69,7 +71,7 @@ def resolve_collisions(codes, strategy, quantizer=None, embeddings=None, n_candi
     ``extra_token`` with a warning. The report gives the collision rate before and after.
     """
     if strategy not in COLLISION_STRATEGIES:
-        raise ValueError(f"collision_handling must be one of {COLLISION_STRATEGIES}, got '{strategy}'.")
+        raise UserInputError(f"collision_handling must be one of {COLLISION_STRATEGIES}, got '{strategy}'.")
     from recbole_lamia.quantizer.base import collision_rate
 
     before = collision_rate(codes)

@@ -11,6 +11,7 @@ import numpy as np
 
 from recbole_lamia.quantizer.base import cap_codebook_size, register_quantizer
 from recbole_lamia.quantizer.kmeans import KMeansQuantizer, nearest, train_kmeans
+from recbole_lamia.utils.errors import UserInputError
 
 COARSE_SEED_STRIDE = 100003  # coarse k-means seeds differ from the fine ones, which match quantizer: kmeans
 
@@ -18,36 +19,44 @@ COARSE_SEED_STRIDE = 100003  # coarse k-means seeds differ from the fine ones, w
 @register_quantizer("multiscale_kmeans")
 class MultiscaleKMeansQuantizer(KMeansQuantizer):
     """Per aspect, ``codebook_size`` fine codes and, for each size in ``multiscale_kmeans_coarse_sizes``
-    (default ``[256]``), that many coarse codes; codes ``[n, h * (1 + number of coarse sizes)]``.
+    (default ``auto``: one size, ``codebook_size // 8``), that many coarse codes; codes ``[n, h * (1 + number of coarse sizes)]``.
 
     Before collision handling the fine codes are exactly those of ``quantizer: kmeans`` (same seeds).
     Collisions are resolved on the fine levels: coarse levels offer no ranked alternative, and the last-resort
     search of ``reassign_collisions`` tries the fine levels, which come first, before any coarse one.
     """
 
-    DEFAULTS = {"multiscale_kmeans_coarse_sizes": [256]}
+    # "auto": one coarse size, an eighth of the fine codebook (256 for amazon-beauty's 2048; 32 for the default
+    # 256), taken after the fine size is capped to the number of items, so the defaults run on every dataset.
+    # The cache key holds "auto" with codebook_size, and the item texts fix the number of items.
+    DEFAULTS = {"multiscale_kmeans_coarse_sizes": "auto"}
+    AUTO_FRACTION = 8
 
     @classmethod
     def check_params(cls, params):
         sizes = params.get("multiscale_kmeans_coarse_sizes", cls.DEFAULTS["multiscale_kmeans_coarse_sizes"])
+        if sizes == "auto":
+            return "auto"
         if isinstance(sizes, int) and not isinstance(sizes, bool):
             sizes = [sizes]
         if not isinstance(sizes, (list, tuple)) or not sizes or not all(
                 isinstance(k, int) and not isinstance(k, bool) and k >= 2 for k in sizes):
-            raise ValueError(f"multiscale_kmeans_coarse_sizes must be a non-empty list of integers >= 2, "
-                             f"got {params.get('multiscale_kmeans_coarse_sizes')!r}.")
+            raise UserInputError(f"multiscale_kmeans_coarse_sizes must be auto or a non-empty list of integers >= 2, "
+                                 f"got {params.get('multiscale_kmeans_coarse_sizes')!r}.")
         if max(sizes) >= int(params["codebook_size"]):
-            raise ValueError(f"multiscale_kmeans_coarse_sizes {list(sizes)} must be smaller than codebook_size "
-                             f"{params['codebook_size']}.")
+            raise UserInputError(f"multiscale_kmeans_coarse_sizes {list(sizes)} must be smaller than codebook_size "
+                                 f"{params['codebook_size']}.")
         return list(sizes)
 
     def _coarse_sizes(self, n):
         """The coarse sizes, checked, and each below the fine size as capped to the ``n`` items."""
         sizes = self.check_params(self.params)
         fine = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)
+        if sizes == "auto":
+            return [max(1, fine // self.AUTO_FRACTION)]
         if max(sizes) >= fine:
-            raise ValueError(f"multiscale_kmeans_coarse_sizes {sizes} must be smaller than the fine codebook "
-                             f"size {fine} (codebook_size {self.params['codebook_size']}, {n} items).")
+            raise UserInputError(f"multiscale_kmeans_coarse_sizes {sizes} must be smaller than the fine codebook "
+                                 f"size {fine} (codebook_size {self.params['codebook_size']}, {n} items).")
         return sizes
 
     def fit(self, embeddings):

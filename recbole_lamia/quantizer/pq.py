@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 
 from recbole_lamia.quantizer.base import AbstractQuantizer, cap_codebook_size, register_quantizer
+from recbole_lamia.utils.errors import UserInputError
 
 
 @register_quantizer("pq")
@@ -20,7 +21,7 @@ class ProductQuantizer(AbstractQuantizer):
     def _subspaces(self, h, dim):
         m = int(self.params.get("pq_subspaces") or (h if h > 1 else 4))
         if dim % m:
-            raise ValueError(f"pq_subspaces={m} must divide the embedding size {dim}.")
+            raise UserInputError(f"pq_subspaces={m} must divide the embedding size {dim}.")
         return m
 
     def fit(self, embeddings):

@@ -18,6 +18,7 @@ from recbole_lamia.data.item_text import ItemTextBuilder
 from recbole_lamia.quantizer import QUANTIZER_REGISTRY, get_quantizer_class, resolve_collisions
 from recbole_lamia.tokenizer.item_embedder import CONTRASTIVE_NEGATIVES, PaletteEmbedder, SentenceEmbedder
 from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
+from recbole_lamia.utils.errors import UserInputError
 
 # Every config key the tokenizer reads, with its default (also used to spot typos in user config).
 TOKENIZER_DEFAULTS = {
@@ -83,18 +84,18 @@ def validate_tokenizer_params(params):
     """Raise ValueError with a clear message for settings that cannot work."""
     size = params["palette_size"]
     if not isinstance(size, int) or not 1 <= size <= 16:
-        raise ValueError(f"palette_size must be an integer in [1, 16], got {size!r}.")
+        raise UserInputError(f"palette_size must be an integer in [1, 16], got {size!r}.")
     if not isinstance(params["codebook_size"], int) or params["codebook_size"] < 2:
-        raise ValueError(f"codebook_size must be an integer >= 2, got {params['codebook_size']!r}.")
+        raise UserInputError(f"codebook_size must be an integer >= 2, got {params['codebook_size']!r}.")
     if params["item_embedding"] not in _EMBEDDERS:
-        raise ValueError(f"item_embedding must be one of {sorted(_EMBEDDERS)}, got {params['item_embedding']!r}.")
+        raise UserInputError(f"item_embedding must be one of {sorted(_EMBEDDERS)}, got {params['item_embedding']!r}.")
     if params["contrastive_negatives"] not in CONTRASTIVE_NEGATIVES:
-        raise ValueError(f"contrastive_negatives must be one of {list(CONTRASTIVE_NEGATIVES)}, "
+        raise UserInputError(f"contrastive_negatives must be one of {list(CONTRASTIVE_NEGATIVES)}, "
                          f"got {params['contrastive_negatives']!r}.")
     if params["palette_dim"] < 1 or params["max_text_length"] < 4:
-        raise ValueError("palette_dim must be >= 1 and max_text_length >= 4.")
+        raise UserInputError("palette_dim must be >= 1 and max_text_length >= 4.")
     if not params["item_text_fields"]:
-        raise ValueError("item_text_fields is not set: list the item fields that hold text, e.g. [title, brand].")
+        raise UserInputError("item_text_fields is not set: list the item fields that hold text, e.g. [title, brand].")
     get_quantizer_class(params["quantizer"]).check_params(params)  # an unknown name raises with the registered ones
 
 

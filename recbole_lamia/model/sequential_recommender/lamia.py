@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
+from recbole_lamia.utils.errors import UserInputError
 
 
 def require_semantic_ids(model, dataset):
@@ -15,7 +16,7 @@ def require_semantic_ids(model, dataset):
     codes = getattr(dataset, "item_semantic_ids", None)
     if codes is None:
         name = type(model).__name__
-        raise ValueError(f"{name} needs a dataset with item_semantic_ids (built by {name}Dataset); "
+        raise UserInputError(f"{name} needs a dataset with item_semantic_ids (built by {name}Dataset); "
                          f"got {type(dataset).__name__}.")
     return codes
 
@@ -52,19 +53,20 @@ class LAMIA(SequentialRecommender):
         self.train_all_positions = bool(config["train_all_positions"])
         self.item_loss_weight = float(config["item_loss_weight"] or 0.0)
         if self.item_loss_weight < 0:
-            raise ValueError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
+            raise UserInputError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
         self.item_label_smoothing = float(config["item_label_smoothing"] or 0.0)
         if not 0 <= self.item_label_smoothing < 1:
-            raise ValueError(f"item_label_smoothing must be in [0, 1), got {self.item_label_smoothing}.")
+            raise UserInputError(f"item_label_smoothing must be in [0, 1), got {self.item_label_smoothing}.")
         if self.item_label_smoothing > 0 and self.item_loss_weight == 0:
-            raise ValueError("item_label_smoothing smooths the whole-item loss, which item_loss_weight: 0 turns off.")
+            raise UserInputError("item_label_smoothing smooths the whole-item loss, which item_loss_weight: 0 "
+                                 "turns off.")
         self.aspect_dropout_prob = float(config["aspect_dropout_prob"] or 0.0)
         if not 0 <= self.aspect_dropout_prob < 1:
-            raise ValueError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
+            raise UserInputError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
         self.beam_search = bool(config["beam_search"])
         self.beam_size = int(config["beam_size"] or 0)
         if self.beam_search and self.beam_size < max_topk(config):
-            raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}).")
+            raise UserInputError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}).")
 
         real = codes[1:]
         self.n_levels = codes.size(1)

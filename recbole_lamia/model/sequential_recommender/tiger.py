@@ -8,6 +8,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
 from recbole_lamia.model.sequential_recommender.lamia import max_topk, require_semantic_ids
+from recbole_lamia.utils.errors import UserInputError
 
 PAD_TOKEN = 0  # padding, and T5's decoder start token
 
@@ -33,10 +34,10 @@ class TIGER(SequentialRecommender):
         codes = require_semantic_ids(self, dataset)
         self.beam_size = int(config["beam_size"] or 0)
         if self.beam_size < max_topk(config):
-            raise ValueError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}): "
+            raise UserInputError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}): "
                              "items outside the beam all score -inf.")
         if config["train_all_positions"]:
-            raise ValueError("TIGER learns one target per training sample; set train_all_positions: False "
+            raise UserInputError("TIGER learns one target per training sample; set train_all_positions: False "
                              "(otherwise the dataset would drop most training prefixes).")
         self.use_user_token = bool(config["tiger_use_user_token"])
         self.user_buckets = int(config["tiger_user_buckets"] or 2000)

@@ -1,0 +1,179 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``: nothing in them can run code when read.
+
+RecBole 1.2.1 pickles its ``Config`` object into every checkpoint (with pickle protocol 4, which torch's
+weights-only unpickler cannot read at all), so reading one means trusting it to run code. This plugin writes
+its checkpoints in a safe form instead (``checkpoint_state``): the same fields RecBole writes (``epoch``,
+``cur_step``, ``best_valid_score``, ``state_dict``, ``other_parameter``, ``optimizer``), with the config as
+plain values (``config["model"]`` still works, which is all RecBole's ``resume_checkpoint`` reads), plus a
+digest of the model's semantic-ID table. ``load_checkpoint`` reads only that form, with ``weights_only=True``;
+any other file is refused with one line (``CheckpointError``), never unpickled.
+"""
+
+import enum
+import hashlib
+import os
+import pickle
+import random
+import zipfile
+
+import numpy as np
+import torch
+
+from recbole_lamia.utils.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "recbole_lamia.checkpoint.v1"
+
+
+def plain_value(value):
+    """``value`` as types a weights-only load accepts: enums by name, tuples as lists, other objects as text."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic):  # numpy scalars pickle as numpy objects
+        return value.item()
+    if isinstance(value, enum.Enum):
+        return value.name
+    for kind in (bool, int, float, str):  # subclasses, e.g. np.float64 is a float
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    return str(value)
+
+
+def plain_config(config):
+    """A RecBole Config as ``{"model", "dataset", "final_config_dict"}`` of plain values."""
+    final = getattr(config, "final_config_dict", config)
+    return {"model": final["model"], "dataset": final["dataset"],
+            "final_config_dict": {k: plain_value(v) for k, v in final.items()}}
+
+
+def semantic_id_digest(model):
+    """``{"shape", "sha256"}`` of the model's semantic-ID table (``item_codes``), or ``None`` for a model
+    without one. A checkpoint carries it so that the weights are never paired with other IDs."""
+    codes = getattr(model, "item_codes", None)
+    if not isinstance(codes, torch.Tensor):
+        return None
+    array = codes.detach().cpu().to(torch.int64).contiguous().numpy()
+    return {"shape": list(array.shape), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+
+
+def rng_state():
+    """The torch, numpy, python (and CUDA) random states, as tensors and plain values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+            "python": plain_value(random.getstate()),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state):
+    """Restore what ``rng_state`` returned."""
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_state(trainer, epoch):
+    """The safe checkpoint of a RecBole trainer after ``epoch``: RecBole's fields, the config as plain values,
+    the semantic-ID digest and the RNG states."""
+    model = trainer.model
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": plain_config(trainer.config),
+        "epoch": epoch,
+        "cur_step": trainer.cur_step,
+        "best_valid_score": plain_value(trainer.best_valid_score),
+        "state_dict": model.state_dict(),
+        "other_parameter": model.other_parameter(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "semantic_ids": semantic_id_digest(model),
+        "rng": rng_state(),
+    }
+
+
+def save_checkpoint(state, path):
+    """Write ``state`` atomically (a temporary file, then a rename), so a crash never leaves half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a checkpoint written by ``save_checkpoint`` with ``weights_only=True``.
+
+    Raises ``CheckpointError`` (one line) for a missing file, a corrupt or truncated one, and a file that holds
+    Python objects (a checkpoint of RecBole's own format, or a planted file): those are never unpickled.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "Unsupported global" in text or "Unsupported operand" in text or "weights_only" in text.lower():
+            raise CheckpointError(
+                f"refusing to load {path}: it holds Python objects, and unpickling them could run code. "
+                "recbole-lamia loads only checkpoints it wrote itself (plain tensors and values).") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first_line(text)})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first_line(str(err))})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a recbole-lamia checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
+    return state
+
+
+def first_line(text):
+    """The first non-empty line of an error text, for one-line messages."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "unknown error")
+
+
+def check_semantic_ids(state, model, path="checkpoint"):
+    """Raise ``CheckpointError`` when the checkpoint was trained with other semantic IDs than ``model`` has."""
+    saved, current = state.get("semantic_ids"), semantic_id_digest(model)
+    if saved is None or current is None:
+        return
+    if saved != current:
+        raise CheckpointError(
+            f"{path} was trained with other semantic IDs (shape {saved['shape']}, sha256 {saved['sha256'][:12]}) "
+            f"than the ones built now (shape {current['shape']}, sha256 {current['sha256'][:12]}): the tokenizer "
+            "settings, the item text or the encoder changed since. Use the settings it was trained with.")
+
+
+# Config values that describe the machine or are derived from the model class: recomputed, not restored.
+_RECOMPUTED_KEYS = {"model", "dataset", "data_path", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device",
+                    "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "offset"}
+
+
+def config_from_checkpoint(state, overrides=None):
+    """A RecBole ``Config`` with the settings a checkpoint was trained with (``overrides`` on top).
+
+    The device is this machine's. The data folder is the one used in training when it still exists; otherwise
+    RecBole's (or the plugin's shipped copy of the dataset).
+    """
+    from recbole.config import Config
+
+    from recbole_lamia.utils.command_line import recbole_argv_cleared
+
+    saved = state["config"]
+    final, overrides = saved["final_config_dict"], dict(overrides or {})
+    config_dict = {}
+    data_path = final.get("data_path")
+    if data_path and saved["dataset"] != "ml-100k" and os.path.isdir(data_path):
+        config_dict["data_path"] = os.path.dirname(os.path.normpath(data_path))
+    config_dict.update(overrides)
+    with recbole_argv_cleared():
+        config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=config_dict)
+    for key, value in final.items():
+        if key not in _RECOMPUTED_KEYS and key not in overrides:
+            config.final_config_dict[key] = value
+    return config
