@@ -52,6 +52,8 @@ def load_data_and_model(model_file, model=None, dataset=None, config_overrides=N
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     data = create_dataset(config)
+    # Sequential datasets replace inter_feat by the augmented training samples when split: keep the histories.
+    data.interaction_histories = user_histories(data)
     train_data, valid_data, test_data = data_preparation(config, data)
     init_seed(config["seed"], config["reproducibility"])
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -78,12 +80,19 @@ def item_texts(dataset):
 
 def user_histories(dataset):
     """``{user index: [item index, ...]}`` in time order, over every interaction the dataset holds (train,
-    validation and test)."""
-    users = dataset.inter_feat[dataset.uid_field].numpy()
-    items = dataset.inter_feat[dataset.iid_field].numpy()
+    validation and test). Read before the dataset is split (``load_data_and_model`` keeps the result as
+    ``dataset.interaction_histories``): splitting a sequential dataset replaces its interactions by samples."""
+    histories = getattr(dataset, "interaction_histories", None)
+    if histories is not None:
+        return histories
+    feat = dataset.inter_feat
+    if dataset.iid_field + dataset.config["LIST_SUFFIX"] in feat.columns:
+        raise UserInputError("this dataset was already split into training samples; read its histories before "
+                             "data_preparation (recbole_lamia.case_study.load_data_and_model does).")
+    users, items = np.asarray(feat[dataset.uid_field]), np.asarray(feat[dataset.iid_field])
     keys = [users]
-    if dataset.time_field and dataset.time_field in dataset.inter_feat.columns:
-        keys.insert(0, dataset.inter_feat[dataset.time_field].numpy())
+    if dataset.time_field and dataset.time_field in feat.columns:
+        keys.insert(0, np.asarray(feat[dataset.time_field]))
     order = np.lexsort(keys)  # by user, then time (a stable sort keeps the file order otherwise)
     histories = collections.defaultdict(list)
     for user, item in zip(users[order], items[order]):

@@ -93,8 +93,10 @@ silence_ray_pkg_resources_warning()  # at import: this module is imported before
 
 
 def silence_recbole_chained_fillna_warning():
-    """pandas 2.x warns on every RecBole ``fillna(inplace=True)``; with ``pandas<3`` pinned it works."""
+    """pandas 2.x warns on every RecBole ``fillna(inplace=True)``, and on its ``Series.agg(len)`` when a sequential
+    dataset is split; with ``pandas<3`` pinned both work."""
     warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="using <built-in function len> in Series.agg", category=FutureWarning)
 
 
 def disable_recbole_anomaly_detection():

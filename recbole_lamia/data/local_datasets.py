@@ -99,7 +99,8 @@ def downloadable_datasets():
 def check_dataset_available(name, data_path):
     """Raise ``UserInputError`` (one line) when ``<data_path>/<name>/`` has no ``.inter`` file, the plugin does not
     ship ``name`` and RecBole cannot download it. ``data_path`` is RecBole's, without the dataset name."""
-    if name == "ml-100k" or has_atomic_files(data_path, name) or name in downloadable_datasets():
+    if (name == "ml-100k" or has_atomic_files(data_path, name) or shipped_files(name)
+            or name in downloadable_datasets()):
         return
     looked_in = [os.path.abspath(os.path.join(data_path, name))]
     looked_in += [os.path.join(folder, name) for folder in resource_candidates("datasets") if os.path.isdir(folder)]

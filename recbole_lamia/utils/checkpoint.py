@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import random
+import warnings
 import zipfile
 
 import numpy as np
@@ -117,7 +118,9 @@ def load_checkpoint(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "Unsupported global" in text or "Unsupported operand" in text or "weights_only" in text.lower():

@@ -1,0 +1,183 @@
+"""Using a trained model: safe loading, recommend, export, aspect report, and their one-line errors."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+import run_recbole_lamia
+from recbole_lamia import case_study
+from recbole_lamia.utils.checkpoint import load_checkpoint, save_checkpoint
+from recbole_lamia.utils.errors import CheckpointError, UserInputError
+from tests.conftest import TINY_DATASET, tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_path, tiny_bert_path, tmp_path_factory):
+    """A LAMIA checkpoint trained on the tiny dataset by RecBole's own run_recbole, and what loads from it."""
+    from recbole.quick_start import run_recbole
+
+    folder = tmp_path_factory.mktemp("trained")
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, folder, epochs=2)
+    run_recbole(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict, saved=True)
+    checkpoint = glob.glob(str(folder / "saved" / "LAMIA-*.pth"))[0]
+    config, model, dataset, *_ = case_study.load_data_and_model(checkpoint)
+    return checkpoint, config, model, dataset
+
+
+def test_load_data_and_model_restores_the_trained_model(trained):
+    checkpoint, config, model, dataset = trained
+    state = load_checkpoint(checkpoint)
+    assert config["model"] == "LAMIA" and config["dataset"] == TINY_DATASET and not model.training
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor.cpu(), state["state_dict"][name].cpu()), name
+    assert config["palette_size"] == 3 and config["codebook_size"] == 16  # the run's settings, not YAML defaults
+
+
+def test_recommend_ranks_by_score_and_leaves_out_seen_items(trained, tiny_data_path):
+    _, _, model, dataset = trained
+    users = ["u3", "u10"]
+    rows = case_study.recommend(model, dataset, users, k=5)
+    histories = case_study.user_histories(dataset)
+    item_index = dataset.field2token_id[dataset.iid_field]
+    inter = pd.read_csv(os.path.join(tiny_data_path, TINY_DATASET, f"{TINY_DATASET}.inter"), sep="\t")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    for user in users:
+        mine = [r for r in rows if r["user_id"] == user]
+        assert [r["rank"] for r in mine] == [1, 2, 3, 4, 5]
+        assert all(a["score"] >= b["score"] for a, b in zip(mine, mine[1:]))
+        in_file = inter[inter["user_id"] == user].sort_values("timestamp")["item_id"].tolist()
+        assert [item_index[i] for i in in_file] == histories[dataset.field2token_id[dataset.uid_field][user]]
+        assert not set(in_file) & {r["item_id"] for r in mine}
+    # The top item is the model's best unseen item for the user's last MAX_ITEM_LIST_LENGTH items.
+    user = dataset.field2token_id[dataset.uid_field]["u3"]
+    history = histories[user][-dataset.config["MAX_ITEM_LIST_LENGTH"]:]
+    seq = torch.zeros(1, dataset.config["MAX_ITEM_LIST_LENGTH"], dtype=torch.long)
+    seq[0, : len(history)] = torch.tensor(history)
+    batch = Interaction({model.USER_ID: torch.tensor([user]), model.ITEM_SEQ: seq,
+                         model.ITEM_SEQ_LEN: torch.tensor([len(history)])})
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch).view(-1)
+    scores[[0] + histories[user]] = -float("inf")
+    assert item_index[rows[0]["item_id"]] == int(scores.argmax())
+    with_seen = case_study.recommend(model, dataset, ["u3"], k=dataset.item_num - 1, exclude_seen=False)
+    assert len(with_seen) == dataset.item_num - 1  # every real item, seen ones included
+    assert {item_index[r["item_id"]] for r in with_seen} >= set(histories[user])
+
+
+def test_recommend_rejects_unknown_users_and_bad_k(trained):
+    _, _, model, dataset = trained
+    with pytest.raises(UserInputError, match="unknown user id 'nobody'"):
+        case_study.recommend(model, dataset, ["u1", "nobody"], k=3)
+    for bad in (0, -2, 1.5, dataset.item_num):
+        with pytest.raises(UserInputError, match="k"):
+            case_study.recommend(model, dataset, ["u1"], k=bad)
+
+
+def test_export_writes_the_semantic_id_table(trained, tmp_path):
+    _, _, _, dataset = trained
+    path = str(tmp_path / "ids.csv")
+    assert case_study.export_semantic_ids(dataset, path) == dataset.item_num - 1
+    table = pd.read_csv(path, keep_default_na=False)
+    assert list(table.columns) == ["item_id", "aspect_1", "aspect_2", "aspect_3", "text"]
+    assert np.array_equal(table[["aspect_1", "aspect_2", "aspect_3"]].to_numpy(), dataset.item_semantic_ids[1:].numpy())
+    assert list(table["item_id"]) == list(dataset.field2id_token[dataset.iid_field][1:])
+    row = table[table["item_id"] == "i3"].iloc[0]
+    assert row["text"] == "Black perfume number 3. Nix. Beauty, Perfume"  # title, brand, categories
+
+
+def test_distinctive_words_pick_what_sets_a_code_apart():
+    texts = ["red lipstick matte", "pink lipstick gloss", "red lipstick", "blue shampoo", "green shampoo", "red cream"]
+    frequency = __import__("collections").Counter(w for t in texts for w in case_study._words(t))
+    assert case_study.distinctive_words(texts[:3], frequency, len(texts), top=1) == ["lipstick"]
+
+
+def test_aspect_report_writes_markdown_and_png(trained, tmp_path):
+    _, _, _, dataset = trained
+    written = case_study.aspect_report(dataset, str(tmp_path / "report"), top_codes=2, title="tiny")
+    markdown = open(written[0], encoding="utf-8").read()
+    assert markdown.startswith("# tiny")
+    for aspect in ("aspect_1", "aspect_2", "aspect_3"):
+        assert f"## {aspect}" in markdown
+    assert "| aspect | title | brand | categories | codes used |" in markdown
+    assert written[1].endswith("aspects.png") and os.path.getsize(written[1]) > 1000
+    # The biggest code of aspect 1 is reported with its true size.
+    codes = dataset.item_semantic_ids[1:, 0].numpy()
+    biggest = np.bincount(codes).max()
+    section = markdown.split("## aspect_1")[1].split("## aspect_2")[0]
+    assert f"| {biggest} |" in section
+
+
+def test_cli_commands_on_a_checkpoint(trained, tmp_path, capsys):
+    checkpoint = trained[0]
+    assert run_recbole_lamia.main(["recommend", checkpoint, "--users", "u3", "--k", "3",
+                                   "--output", str(tmp_path / "rec.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "user u3" in out and len(pd.read_csv(tmp_path / "rec.csv")) == 3
+    assert run_recbole_lamia.main(["export", checkpoint, "--output", str(tmp_path / "ids.csv")]) == 0
+    assert os.path.exists(tmp_path / "ids.csv")
+    assert run_recbole_lamia.main(["aspects", checkpoint, "--output_dir", str(tmp_path / "asp")]) == 0
+    assert os.path.exists(tmp_path / "asp" / "aspects.md")
+
+
+@pytest.mark.parametrize("case", ["unknown_user", "k0", "missing", "corrupt", "other_model", "other_dataset",
+                                  "stale_ids"])
+def test_cli_bad_inputs_are_one_line_with_status_2(trained, tmp_path, capsys, case):
+    checkpoint = trained[0]
+    args = ["recommend", checkpoint, "--users", "u3"]
+    expected = {"unknown_user": "unknown user id 'zz'", "k0": "k must be a positive integer",
+                "missing": "checkpoint not found", "corrupt": "corrupt or truncated",
+                "other_model": "holds LAMIA", "other_dataset": "holds LAMIA trained on tiny-text",
+                "stale_ids": "other semantic IDs"}[case]
+    if case == "unknown_user":
+        args = ["recommend", checkpoint, "--users", "zz"]
+    elif case == "k0":
+        args += ["--k", "0"]
+    elif case == "missing":
+        args[1] = str(tmp_path / "nope.pth")
+    elif case == "corrupt":
+        data = open(checkpoint, "rb").read()
+        (tmp_path / "torn.pth").write_bytes(data[: len(data) // 2])
+        args[1] = str(tmp_path / "torn.pth")
+    elif case == "other_model":
+        args += ["--model", "SASRec"]
+    elif case == "other_dataset":
+        args += ["--dataset", "ml-100k"]
+    elif case == "stale_ids":
+        state = load_checkpoint(checkpoint)
+        state["semantic_ids"] = dict(state["semantic_ids"], sha256="0" * 64)
+        save_checkpoint(state, str(tmp_path / "stale.pth"))
+        args[1] = str(tmp_path / "stale.pth")
+    assert run_recbole_lamia.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and expected in err and "\n" not in err
+
+
+def test_planted_checkpoint_runs_no_code(tmp_path):
+    """A .pth that would create a marker file when unpickled is refused by every loading path, in one line."""
+    marker = tmp_path / "marker"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for protocol in (2, 4):
+        planted = tmp_path / f"planted{protocol}.pth"
+        torch.save({"format": "recbole_lamia.checkpoint.v1", "config": Planted()}, planted, pickle_protocol=protocol)
+        import recbole.quick_start
+        import recbole.trainer.trainer as trainer
+
+        for load in (load_checkpoint, trainer.torch.load, case_study.load_data_and_model,
+                     recbole.quick_start.load_data_and_model):
+            with pytest.raises(CheckpointError, match="holds Python objects"):
+                load(str(planted))
+        proc = subprocess.run([sys.executable, "run_recbole_lamia.py", "export", str(planted)], capture_output=True,
+                              text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "holds Python objects" in proc.stderr
+    assert not marker.exists()
