@@ -33,7 +33,8 @@ def shipped(tmp_path, monkeypatch):
     folder = tmp_path / "datasets" / "mini"
     folder.mkdir(parents=True)
     with gzip.open(folder / "mini.inter.gz", "wt") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n" + "".join(f"u{i % 3}\ti{i}\t{i}\n" for i in range(12)))
+        rows = "".join(f"u{i % 3}\ti{i}\t{i}\n" for i in range(12))
+        f.write("user_id:token\titem_id:token\ttimestamp:float\n" + rows)
     with gzip.open(folder / "mini.item.gz", "wt") as f:
         f.write("item_id:token\ttitle:token\n" + "".join(f"i{i}\tthing {i}\n" for i in range(12)))
     monkeypatch.setattr(local_datasets, "datasets_dir", lambda: str(tmp_path / "datasets"))
@@ -69,8 +70,8 @@ def test_config_points_data_path_at_the_shipped_copy_unless_the_user_set_one(shi
     cross_entropy = {"train_neg_sample_args": None}  # SASRec's CE loss; no dataset YAML sets it for "mini"
     config = Config(model="SASRec", dataset="mini", config_dict=cross_entropy)
     assert config["data_path"] == os.path.join(str(shipped / "datasets"), "mini")
-    assert Config(model="SASRec", dataset="mini", config_dict=dict(cross_entropy, data_path="/elsewhere"))["data_path"] == \
-        os.path.join("/elsewhere", "mini")
+    elsewhere = Config(model="SASRec", dataset="mini", config_dict=dict(cross_entropy, data_path="/elsewhere"))
+    assert elsewhere["data_path"] == os.path.join("/elsewhere", "mini")
     # RecBole's default folder wins when it already holds the dataset.
     (shipped / "dataset" / "mini").mkdir(parents=True)
     (shipped / "dataset" / "mini" / "mini.inter").write_text("user_id:token\titem_id:token\n")

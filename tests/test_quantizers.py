@@ -189,6 +189,7 @@ def test_multiscale_kmeans_default_coarse_size_follows_the_capped_codebook():
     quantizer.fit(x)
     assert quantizer.codebook_sizes == [2048, 256]
     # the model default (256 codes) on 20 items: the fine size is capped to 20, the coarse one to 20 // 8
-    small = get_quantizer_class("multiscale_kmeans")(dict(FAST, codebook_size=256, multiscale_kmeans_coarse_sizes="auto"))
+    small = get_quantizer_class("multiscale_kmeans")(dict(FAST, codebook_size=256,
+                                                          multiscale_kmeans_coarse_sizes="auto"))
     codes = small.fit_encode(_embeddings(n=20, h=2, d=4))
     assert small.codebook_sizes == [20, 20, 2, 2] and codes.shape == (20, 4) and codes[:, 2:].max() <= 1

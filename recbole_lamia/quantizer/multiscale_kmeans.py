@@ -19,7 +19,8 @@ COARSE_SEED_STRIDE = 100003  # coarse k-means seeds differ from the fine ones, w
 @register_quantizer("multiscale_kmeans")
 class MultiscaleKMeansQuantizer(KMeansQuantizer):
     """Per aspect, ``codebook_size`` fine codes and, for each size in ``multiscale_kmeans_coarse_sizes``
-    (default ``auto``: one size, ``codebook_size // 8``), that many coarse codes; codes ``[n, h * (1 + number of coarse sizes)]``.
+    (default ``auto``: one size, ``codebook_size // 8``), that many coarse codes; codes
+    ``[n, h * (1 + number of coarse sizes)]``.
 
     Before collision handling the fine codes are exactly those of ``quantizer: kmeans`` (same seeds).
     Collisions are resolved on the fine levels: coarse levels offer no ranked alternative, and the last-resort
