@@ -7,6 +7,7 @@ RecBole's own ``get_model``, ``create_dataset`` and ``run_recbole`` see them.
 from recbole_lamia.compat import (
     disable_recbole_anomaly_detection,
     patch_recbole_checkpoint_loading,
+    patch_recbole_saved_data_loading,
     silence_recbole_chained_fillna_warning,
 )
 from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
@@ -22,6 +23,7 @@ from recbole_lamia.utils.registration import (
 __version__ = "0.1.0"
 
 patch_recbole_checkpoint_loading()
+patch_recbole_saved_data_loading()
 disable_recbole_anomaly_detection()
 silence_recbole_chained_fillna_warning()
 patch_config_properties()

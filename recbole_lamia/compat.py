@@ -19,9 +19,14 @@ Each breakage is handled on purpose (see README, "Compatibility"):
   module gets a ``torch`` proxy whose ``load`` reads only that form with ``weights_only=True``, and
   ``recbole.quick_start.load_data_and_model`` becomes the plugin's safe one (``recbole_lamia.case_study``).
   Nothing sets ``weights_only=False`` or ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``.
+* RecBole unpickles ``<checkpoint_dir>/<dataset>-<Class>.pth`` (a saved dataset) and the saved dataloaders
+  whenever such a file exists, so a planted file runs code. **Shim** (``patch_recbole_saved_data_loading``):
+  they are read only in a run that sets ``save_dataset`` / ``save_dataloaders`` (the user opted into those
+  pickles); otherwise the file is ignored, with a warning, and the data is built afresh.
 """
 
 import importlib
+import os
 import warnings
 
 import torch
@@ -82,6 +87,51 @@ def patch_recbole_checkpoint_loading():
             module.load_data_and_model = load_data_and_model
     return ["recbole.trainer.trainer.torch", "recbole.trainer.trainer.Trainer._save_checkpoint",
             "recbole.quick_start.load_data_and_model"]
+
+
+def _saved_dataset_file(config):
+    """The file RecBole's ``create_dataset`` would unpickle (``dataset_save_path`` or its default name)."""
+    dataset_module = importlib.import_module("recbole.data.dataset")
+    model_class = getattr(dataset_module, f"{config['model']}Dataset", None)
+    names = [model_class.__name__] if model_class else ["Dataset", "SequentialDataset", "KnowledgeBasedDataset"]
+    files = [config["dataset_save_path"]] if config["dataset_save_path"] else [
+        os.path.join(config["checkpoint_dir"], f"{config['dataset']}-{name}.pth") for name in names]
+    return next((f for f in files if os.path.exists(f)), None)
+
+
+def patch_recbole_saved_data_loading():
+    """Let RecBole unpickle a saved dataset or dataloaders only in runs that opted in. Idempotent."""
+    from logging import getLogger
+
+    data_utils = importlib.import_module("recbole.data.utils")
+    if getattr(data_utils.create_dataset, "_recbole_lamia", False):
+        return
+    original_create, original_load = data_utils.create_dataset, data_utils.load_split_dataloaders
+
+    def create_dataset(config):
+        file = _saved_dataset_file(config)
+        if file is None or config["save_dataset"]:
+            return original_create(config)
+        getLogger().warning(f"Ignoring the saved dataset {file}: it is a pickle, read only in runs that set "
+                            "save_dataset: True. Building the dataset afresh.")
+        previous = config["dataset_save_path"]
+        config.final_config_dict["dataset_save_path"] = os.devnull + "/absent"  # a path that cannot exist
+        try:
+            return original_create(config)
+        finally:
+            config.final_config_dict["dataset_save_path"] = previous
+
+    def load_split_dataloaders(config):
+        if not config["save_dataloaders"]:
+            return None  # RecBole then splits the dataset afresh
+        return original_load(config)
+
+    create_dataset.__doc__ = original_create.__doc__
+    create_dataset._recbole_lamia = True
+    data_utils.create_dataset = create_dataset
+    data_utils.load_split_dataloaders = load_split_dataloaders
+    for name in ("recbole.data", "recbole.quick_start.quick_start"):
+        setattr(importlib.import_module(name), "create_dataset", create_dataset)
 
 
 def silence_ray_pkg_resources_warning():

@@ -118,3 +118,31 @@ def test_recbole_anomaly_detection_is_switched_off():
     assert not torch.is_anomaly_enabled()
     get_model("SASRec")
     assert not torch.is_anomaly_enabled()
+
+
+def test_planted_saved_dataset_and_dataloaders_are_not_unpickled(tiny_data_path, tiny_bert_path, tmp_path, caplog):
+    import pickle
+
+    from recbole.data import data_preparation
+
+    marker = tmp_path / "marker"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path)
+    saved = tmp_path / "saved"
+    saved.mkdir(exist_ok=True)
+    for name in (f"{TINY_DATASET}-LAMIADataset.pth", f"{TINY_DATASET}-for-LAMIA-dataloader.pth"):
+        (saved / name).write_bytes(pickle.dumps(Planted()))
+    config = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict)
+    dataset = create_dataset(config)
+    assert isinstance(dataset, LAMIADataset) and "Ignoring the saved dataset" in caplog.text
+    data_preparation(config, dataset)
+    assert not marker.exists()
+    # A run that opts in (save_dataset) reads the file: the user chose to trust it.
+    opted_in = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, save_dataset=True))
+    with pytest.raises(Exception):
+        create_dataset(opted_in)  # the planted object is no dataset
+    assert marker.exists()
