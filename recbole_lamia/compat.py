@@ -131,7 +131,7 @@ def patch_recbole_saved_data_loading():
     data_utils.create_dataset = create_dataset
     data_utils.load_split_dataloaders = load_split_dataloaders
     for name in ("recbole.data", "recbole.quick_start.quick_start"):
-        setattr(importlib.import_module(name), "create_dataset", create_dataset)
+        importlib.import_module(name).create_dataset = create_dataset
 
 
 def silence_ray_pkg_resources_warning():
