@@ -143,6 +143,6 @@ def test_planted_saved_dataset_and_dataloaders_are_not_unpickled(tiny_data_path,
     assert not marker.exists()
     # A run that opts in (save_dataset) reads the file: the user chose to trust it.
     opted_in = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, save_dataset=True))
-    with pytest.raises(Exception):
-        create_dataset(opted_in)  # the planted object is no dataset
+    with pytest.raises(AttributeError):
+        create_dataset(opted_in)  # the planted object (a file handle) is no dataset: it has no .config
     assert marker.exists()
