@@ -22,7 +22,8 @@ Each breakage is handled on purpose (see README, "Compatibility"):
 * RecBole unpickles ``<checkpoint_dir>/<dataset>-<Class>.pth`` (a saved dataset) and the saved dataloaders
   whenever such a file exists, so a planted file runs code. **Shim** (``patch_recbole_saved_data_loading``):
   they are read only in a run that sets ``save_dataset`` / ``save_dataloaders`` (the user opted into those
-  pickles); otherwise the file is ignored, with a warning, and the data is built afresh.
+  pickles); otherwise the file is ignored, with a warning, and the data is built afresh. A restored dataset
+  whose semantic IDs were made with other tokenizer settings is built afresh too.
 """
 
 import importlib
@@ -99,6 +100,19 @@ def _saved_dataset_file(config):
     return next((f for f in files if os.path.exists(f)), None)
 
 
+def _stale_semantic_ids(dataset, config):
+    """Whether a restored semantic-ID dataset was tokenized with other settings than ``config`` asks for."""
+    saved = getattr(dataset, "tokenizer_params", None)
+    if saved is None:
+        return False
+    from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params
+
+    ignored = {"show_progress"}  # does not change the IDs
+    current = tokenizer_params(config)
+    return ({k: v for k, v in saved.items() if k not in ignored}
+            != {k: v for k, v in current.items() if k not in ignored})
+
+
 def patch_recbole_saved_data_loading():
     """Let RecBole unpickle a saved dataset or dataloaders only in runs that opted in. Idempotent."""
     from logging import getLogger
@@ -108,18 +122,28 @@ def patch_recbole_saved_data_loading():
         return
     original_create, original_load = data_utils.create_dataset, data_utils.load_split_dataloaders
 
-    def create_dataset(config):
-        file = _saved_dataset_file(config)
-        if file is None or config["save_dataset"]:
-            return original_create(config)
-        getLogger().warning(f"Ignoring the saved dataset {file}: it is a pickle, read only in runs that set "
-                            "save_dataset: True. Building the dataset afresh.")
+    def build_afresh(config):
         previous = config["dataset_save_path"]
         config.final_config_dict["dataset_save_path"] = os.devnull + "/absent"  # a path that cannot exist
         try:
             return original_create(config)
         finally:
             config.final_config_dict["dataset_save_path"] = previous
+
+    def create_dataset(config):
+        file = _saved_dataset_file(config)
+        if file is None:
+            return original_create(config)
+        if not config["save_dataset"]:
+            getLogger().warning(f"Ignoring the saved dataset {file}: it is a pickle, read only in runs that set "
+                                "save_dataset: True. Building the dataset afresh.")
+            return build_afresh(config)
+        dataset = original_create(config)
+        if _stale_semantic_ids(dataset, config):
+            getLogger().warning(f"The saved dataset {file} holds semantic IDs made with other tokenizer settings; "
+                                "building the dataset afresh.")
+            return build_afresh(config)
+        return dataset
 
     def load_split_dataloaders(config):
         if not config["save_dataloaders"]:

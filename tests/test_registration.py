@@ -1,5 +1,6 @@
 """RecBole's own entry points see the plugin; the compatibility shims are narrow and work."""
 
+import logging
 import subprocess
 import sys
 
@@ -146,3 +147,16 @@ def test_planted_saved_dataset_and_dataloaders_are_not_unpickled(tiny_data_path,
     with pytest.raises(AttributeError):
         create_dataset(opted_in)  # the planted object (a file handle) is no dataset: it has no .config
     assert marker.exists()
+
+
+def test_saved_dataset_with_other_tokenizer_settings_is_rebuilt(tiny_data_path, tiny_bert_path, tmp_path, caplog):
+    config_dict = dict(tiny_config(tiny_data_path, tiny_bert_path, tmp_path), save_dataset=True)
+    first = create_dataset(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict))
+    assert first.item_semantic_ids.shape[1] == 3
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    same = create_dataset(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict))
+    assert "Load filtered dataset" in caplog.text and "other tokenizer settings" not in caplog.text
+    assert torch.equal(same.item_semantic_ids, first.item_semantic_ids)
+    other = create_dataset(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, palette_size=2)))
+    assert "other tokenizer settings" in caplog.text and other.tokenizer_params["palette_size"] == 2

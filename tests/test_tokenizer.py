@@ -1,6 +1,7 @@
 """The LAMIA tokenizer: determinism, cache, collisions, item text and bad input."""
 
 import glob
+import json
 import os
 
 import numpy as np
@@ -68,6 +69,45 @@ def test_corrupted_cache_is_detected_and_rebuilt(tiny_data_path, tiny_bert_path,
     assert "unusable" in caplog.text
     assert np.array_equal(first.item_semantic_ids.numpy(), rebuilt.item_semantic_ids.numpy())
     assert not glob.glob(os.path.join(str(tmp_path), "semantic_ids", TINY_DATASET, ".tmp-*"))
+
+
+@pytest.mark.parametrize("damage", ["all_one_id", "out_of_range", "wrong_shape"])
+def test_cached_codes_that_break_their_promises_are_rebuilt(tiny_data_path, tiny_bert_path, tmp_path, caplog, damage):
+    """A cache entry with a valid checksum but unusable codes (shape, range, one ID per item) is not used."""
+    from recbole_lamia.data.cache import ArrayCache
+
+    first = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    code_npz = glob.glob(os.path.join(str(tmp_path), "semantic_ids", TINY_DATASET, "codes-*.npz"))[0]
+    cache = ArrayCache(os.path.dirname(code_npz))
+    name = os.path.basename(code_npz)[:-4]
+    meta = json.load(open(code_npz[:-4] + ".json"))
+    codes = first.item_semantic_ids.numpy().copy()
+    if damage == "all_one_id":
+        codes[1:] = codes[1]
+    elif damage == "out_of_range":
+        codes[5, 0] = 10_000
+    else:
+        codes = codes[:, :2]
+    cache.save(name, meta["key"], {"codes": codes}, meta["metadata"])  # checksum updated: looks intact
+    caplog.clear()
+    rebuilt = _dataset(tiny_data_path, tiny_bert_path, tmp_path)
+    assert rebuilt.semantic_id_report["codes"]["cached"] is False and "not usable" in caplog.text
+    assert np.array_equal(first.item_semantic_ids.numpy(), rebuilt.item_semantic_ids.numpy())
+    assert rebuilt.semantic_id_report["codes"]["collisions"]["collision_rate_after"] == 0.0
+
+
+def test_new_encoder_weights_in_the_same_folder_give_a_new_cache_key(tiny_bert_path, tmp_path):
+    import shutil
+
+    from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
+
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_bert_path, folder)
+    params = tokenizer_params({"item_text_fields": ["title"], "text_encoder": str(folder)})
+    key = ItemTokenizer(params).embedding_key(["a", "b"])
+    weights = next(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)  # same size, other weights
+    assert ItemTokenizer(params).embedding_key(["a", "b"]) != key
 
 
 def test_ids_are_collision_free_even_with_a_tiny_codebook(tiny_data_path, tiny_bert_path, tmp_path):

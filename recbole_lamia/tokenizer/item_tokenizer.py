@@ -7,6 +7,9 @@ nothing.
 """
 
 import copy
+import functools
+import glob
+import hashlib
 import os
 import time
 from logging import getLogger
@@ -16,6 +19,7 @@ import numpy as np
 from recbole_lamia.data.cache import ArrayCache, stable_hash
 from recbole_lamia.data.item_text import ItemTextBuilder
 from recbole_lamia.quantizer import QUANTIZER_REGISTRY, get_quantizer_class, resolve_collisions
+from recbole_lamia.quantizer.base import collision_rate
 from recbole_lamia.tokenizer.item_embedder import CONTRASTIVE_NEGATIVES, PaletteEmbedder, SentenceEmbedder
 from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
 from recbole_lamia.utils.errors import UserInputError
@@ -99,13 +103,54 @@ def validate_tokenizer_params(params):
     get_quantizer_class(params["quantizer"]).check_params(params)  # an unknown name raises with the registered ones
 
 
+# Files of an encoder folder that decide what it computes: weights, config, tokenizer.
+_ENCODER_FILE_PATTERNS = ("*.safetensors", "*.bin", "config.json", "tokenizer*.json", "vocab.*", "merges.txt",
+                          "special_tokens_map.json", "*.model")
+
+
+@functools.lru_cache(maxsize=None)
+def _file_digest(path, size, mtime_ns):
+    """SHA-256 of a file, memoised on its size and mtime (the encoder's 90 MB of weights are read once)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _encoder_identity(name_or_path):
+    """What identifies the encoder in the cache key: its name and a digest of each file that decides its output
+    (new weights in the same folder give new semantic IDs)."""
     path = resolve_encoder_path(name_or_path)
-    config_file = os.path.join(path, "config.json")
-    if os.path.isfile(config_file):
-        with open(config_file, encoding="utf-8") as f:
-            return {"encoder": name_or_path, "config": f.read()}
-    return {"encoder": name_or_path}
+    files = sorted({f for pattern in _ENCODER_FILE_PATTERNS for f in glob.glob(os.path.join(path, pattern))})
+    identity = {"encoder": name_or_path}
+    for file in files:
+        stat = os.stat(file)
+        identity[os.path.basename(file)] = _file_digest(file, stat.st_size, stat.st_mtime_ns)
+    return identity
+
+
+def code_problem(codes, n_items, meta):
+    """What is wrong with a semantic-ID table for ``n_items`` item indices, or ``None``: its shape, the padding row,
+    codes outside ``[0, codebook size)`` of their level, or two items with one ID (every collision strategy
+    promises unique IDs)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[0] != n_items or codes.shape[1] < 1:
+        return f"shape {list(codes.shape)}, expected [{n_items}, L]"
+    if not np.issubdtype(codes.dtype, np.integer):
+        return f"dtype {codes.dtype}, expected integers"
+    if (codes[0] != -1).any():
+        return "row 0 (RecBole's padding item) is not -1"
+    real = codes[1:]
+    if (real < 0).any():
+        return "negative codes"
+    sizes = ((meta or {}).get("diagnostics") or {}).get("codebook_sizes") or []
+    for level, size in enumerate(sizes[: real.shape[1]]):
+        if real[:, level].max(initial=0) >= size:
+            return f"level {level} has code {int(real[:, level].max())}, its codebook has {size}"
+    if len(real) and collision_rate(real) > 0:
+        return f"{len(real) - len(np.unique(real, axis=0))} items share an ID with another item"
+    return None
 
 
 class ItemTokenizer:
@@ -124,7 +169,7 @@ class ItemTokenizer:
             if p["contrastive_negatives"] != "random":  # keyed only when set, so older caches stay valid
                 settings["contrastive_negatives"] = p["contrastive_negatives"]
             settings["seed"] = p["seed"]
-        return stable_hash("embedding-v1", texts, settings, _encoder_identity(p["text_encoder"]))
+        return stable_hash("embedding-v2", texts, settings, _encoder_identity(p["text_encoder"]))
 
     def embedding_entry(self, embedding_key):
         """Name of the cache entry that holds the item embeddings for ``embedding_key``."""
@@ -149,6 +194,11 @@ class ItemTokenizer:
         code_name = f"codes-{p['quantizer']}-{code_key[:16]}"
         cached_codes = cache.load(code_name, code_key)
         if cached_codes is not None:
+            problem = code_problem(cached_codes[0]["codes"], dataset.item_num, cached_codes[1])
+            if problem:
+                self.logger.warning(f"Cached semantic IDs {code_name} are not usable ({problem}); rebuilding them.")
+                cached_codes = None
+        if cached_codes is not None:
             # The embeddings are only an input of the quantizer: with the codes cached, their metadata
             # (fit time, tuning history) is enough, and the array (50 MB for a 16-aspect palette) is not read.
             codes, code_meta = cached_codes[0]["codes"], dict(cached_codes[1], cached=True)
@@ -164,8 +214,12 @@ class ItemTokenizer:
             # The codes entry was looked up above and missed: build it without a second lookup.
             codes, code_meta = self._build_and_store(cache, code_name, code_key, "codes",
                                                      lambda: self._quantize(embeddings))
-        if len(codes) != dataset.item_num:
-            raise RuntimeError(f"Semantic IDs cover {len(codes)} items, the dataset has {dataset.item_num}.")
+        problem = code_problem(codes, dataset.item_num, code_meta)
+        if problem:
+            raise RuntimeError(f"The quantizer produced unusable semantic IDs: {problem}.")
+        # Reported from the codes in use, not copied from when they were made.
+        code_meta = dict(code_meta, collisions=dict(code_meta.get("collisions") or {},
+                                                    collision_rate_after=collision_rate(codes[1:])))
         self.report = {"embedding": emb_meta, "codes": code_meta, "embedding_shape": emb_shape}
         self._log_report()
         return codes
