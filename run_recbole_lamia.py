@@ -40,12 +40,12 @@ def train(argv):
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args, _ = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
-    from recbole_lamia.quick_start import check_dataset
+    from recbole_lamia.quick_start import check_run
     from recbole_lamia.utils.errors import UserInputError
 
     try:
         check_model_name(args.model)
-        check_dataset(args.model, args.dataset, config_files)
+        check_run(args.model, args.dataset, config_files)
         result = run(args.model, args.dataset, config_file_list=config_files)
     except UserInputError as err:
         return _fail(err, args.debug)

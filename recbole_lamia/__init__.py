@@ -5,6 +5,7 @@ RecBole's own ``get_model``, ``create_dataset`` and ``run_recbole`` see them.
 """
 
 from recbole_lamia.compat import (
+    count_dropped_interactions,
     disable_recbole_anomaly_detection,
     patch_recbole_checkpoint_loading,
     patch_recbole_saved_data_loading,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 patch_recbole_checkpoint_loading()
 patch_recbole_saved_data_loading()
+count_dropped_interactions()
 disable_recbole_anomaly_detection()
 silence_recbole_chained_fillna_warning()
 patch_config_properties()

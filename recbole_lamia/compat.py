@@ -24,6 +24,8 @@ Each breakage is handled on purpose (see README, "Compatibility"):
   they are read only in a run that sets ``save_dataset`` / ``save_dataloaders`` (the user opted into those
   pickles); otherwise the file is ignored, with a warning, and the data is built afresh. A restored dataset
   whose semantic IDs were made with other tokenizer settings is built afresh too.
+* RecBole drops interactions whose item (or user) has no row in the ``.item`` (``.user``) file without a word.
+  **Shim** (``count_dropped_interactions``): the count is logged as a warning.
 """
 
 import importlib
@@ -156,6 +158,29 @@ def patch_recbole_saved_data_loading():
     data_utils.load_split_dataloaders = load_split_dataloaders
     for name in ("recbole.data", "recbole.quick_start.quick_start"):
         importlib.import_module(name).create_dataset = create_dataset
+
+
+def count_dropped_interactions():
+    """Wrap RecBole's ``Dataset._filter_inter_by_user_or_item``, which silently drops interactions whose user or
+    item has no row in the ``.user`` / ``.item`` file, to log how many it dropped. Idempotent."""
+    from logging import getLogger
+
+    from recbole.data.dataset import Dataset
+
+    original = Dataset._filter_inter_by_user_or_item
+    if getattr(original, "_recbole_lamia", False):
+        return
+
+    def _filter_inter_by_user_or_item(self):
+        before = len(self.inter_feat)
+        original(self)
+        dropped = before - len(self.inter_feat)
+        if dropped:
+            getLogger().warning(f"{dropped} of {before} interactions of [{self.dataset_name}] were dropped: their "
+                                "user or item has no row in the .user / .item file (filter_inter_by_user_or_item).")
+
+    _filter_inter_by_user_or_item._recbole_lamia = True
+    Dataset._filter_inter_by_user_or_item = _filter_inter_by_user_or_item
 
 
 def silence_ray_pkg_resources_warning():

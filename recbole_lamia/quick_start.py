@@ -8,6 +8,7 @@ import urllib.error
 from recbole.quick_start import run_recbole
 from recbole.utils import get_model
 
+from recbole_lamia.utils.checkpoint import first_line
 from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.registration import registered_models
 
@@ -40,16 +41,28 @@ def check_model_name(model):
         raise UserInputError(f"unknown model '{model}'. Available models: {', '.join(available_models())}") from None
 
 
-def check_dataset(model, dataset, config_file_list=None, config_dict=None):
-    """Raise ``UserInputError`` (one line naming the folders looked in) when ``dataset`` is neither in its
-    ``data_path``, nor shipped with the plugin, nor one RecBole can download. Cheap: reads no data."""
+def check_run(model, dataset, config_file_list=None, config_dict=None):
+    """Raise ``UserInputError`` (one line) for a run that cannot work, before any data is read: an unreadable
+    config file, a dataset that is neither in its ``data_path``, nor shipped with the plugin, nor one RecBole can
+    download, and settings ``validate_config`` refuses."""
+    import yaml
     from recbole.config import Config
 
     from recbole_lamia.data.local_datasets import check_dataset_available
+    from recbole_lamia.utils.config_check import validate_config
 
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    for file in config_file_list or []:
+        if not os.path.isfile(file):
+            raise UserInputError(f"config file not found: {file}")
+    try:
+        config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    except yaml.YAMLError as err:
+        raise UserInputError(f"a config file is not valid YAML: {first_line(err)}") from None
+    except ValueError as err:  # RecBole's own checks of eval_args, topk, metrics and the like
+        raise UserInputError(first_line(err)) from None
     data_path = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole appended the dataset name
     check_dataset_available(dataset, data_path)
+    validate_config(config)
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, saved=True):

@@ -111,6 +111,10 @@ class ItemTextBuilder:
                 item_spans = [(-1, 0, len(text))]
             texts.append(text)
             spans.append(item_spans)
+        if n_fallback and n_fallback == dataset.item_num - 1:
+            raise UserInputError(f"every item's text is empty in item_text_fields {self.text_fields} of dataset "
+                                 f"[{dataset.dataset_name}]: the tokenizer has nothing to read. Name fields that "
+                                 "hold text, and check that load_col loads them.")
         if n_fallback:
             self.logger.warning(
                 set_color(f"{n_fallback} items have no text in {self.text_fields}; ", "yellow")

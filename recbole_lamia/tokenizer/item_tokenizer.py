@@ -74,6 +74,7 @@ def tokenizer_params(config):
     values = dict(config.final_config_dict if hasattr(config, "final_config_dict") else config)
     params = dict(TOKENIZER_DEFAULTS)
     params.update({k: values[k] for k in TOKENIZER_DEFAULTS if values.get(k) is not None})
+    params["item_text_fields"] = field_list(params["item_text_fields"])
     # Quantizer-specific keys (e.g. rqvae_epochs) travel with the quantizer, over its own defaults.
     params.update(copy.deepcopy(getattr(QUANTIZER_REGISTRY.get(params["quantizer"]), "DEFAULTS", {})))
     params.update({k: v for k, v in values.items() if str(k).startswith(f"{params['quantizer']}_")})
@@ -82,6 +83,24 @@ def tokenizer_params(config):
     params["show_progress"] = bool(values.get("show_progress", False))
     validate_tokenizer_params(params)
     return params
+
+
+def field_list(value):
+    """``item_text_fields`` as a list: RecBole keeps a command-line ``--item_text_fields=[title,brand]`` as the text
+    ``"[title,brand]"``, and one name may be given alone."""
+    if isinstance(value, str):
+        return [name.strip().strip("'\"") for name in value.strip().strip("[]").split(",") if name.strip()]
+    return value
+
+
+def text_like_fields(dataset):
+    """The item fields that can hold text: token and token-sequence fields, without the item id."""
+    from recbole.utils import FeatureType
+
+    if dataset.item_feat is None:
+        return []
+    return [f for f in dataset.item_feat.columns if f != dataset.iid_field
+            and dataset.field2type.get(f) in (FeatureType.TOKEN, FeatureType.TOKEN_SEQ)]
 
 
 def validate_tokenizer_params(params):
@@ -98,8 +117,9 @@ def validate_tokenizer_params(params):
                          f"got {params['contrastive_negatives']!r}.")
     if params["palette_dim"] < 1 or params["max_text_length"] < 4:
         raise UserInputError("palette_dim must be >= 1 and max_text_length >= 4.")
-    if not params["item_text_fields"]:
-        raise UserInputError("item_text_fields is not set: list the item fields that hold text, e.g. [title, brand].")
+    fields = params["item_text_fields"]
+    if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields)):
+        raise UserInputError(f"item_text_fields must be a list of item field names, got {fields!r}.")
     get_quantizer_class(params["quantizer"]).check_params(params)  # an unknown name raises with the registered ones
 
 
@@ -185,7 +205,14 @@ class ItemTokenizer:
     def tokenize(self, dataset):
         """Return semantic IDs ``[item_num, L]`` int64; row 0 (RecBole's padding item) is -1."""
         p = self.params
-        builder = ItemTextBuilder(p["item_text_fields"], p["item_text_separator"], p["item_text_ignore_values"])
+        fields = p["item_text_fields"]
+        if not fields:
+            fields = text_like_fields(dataset)
+            if not fields:
+                raise UserInputError(f"dataset {dataset.dataset_name} has no item text: its .item file has no token "
+                                     "or token_seq field besides the item id. Set item_text_fields.")
+            self.logger.info(f"item_text_fields is not set: reading the item's text from {fields}.")
+        builder = ItemTextBuilder(fields, p["item_text_separator"], p["item_text_ignore_values"])
         texts, spans = builder.build(dataset)
         cache = ArrayCache(os.path.join(p["semantic_id_cache_dir"], dataset.dataset_name))
 

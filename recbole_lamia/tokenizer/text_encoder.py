@@ -37,6 +37,25 @@ def resolve_encoder_path(name_or_path):
     return os.path.expanduser(name_or_path)
 
 
+def check_text_encoder(name_or_path, allow_download=False):
+    """Raise ``UserInputError`` (one line) when the encoder cannot be loaded offline; reads only its config."""
+    if allow_download:
+        return
+    path = resolve_encoder_path(name_or_path)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise UserInputError(f"text_encoder '{name_or_path}': the folder {path} has no config.json.")
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError):
+        raise UserInputError(f"text_encoder '{name_or_path}' is neither a local folder nor a model in the local "
+                             "Hugging Face cache, and nothing is downloaded (text_encoder_allow_download: False)."
+                             ) from None
+
+
 def load_text_encoder(name_or_path, allow_download=False):
     """Load ``(tokenizer, model)`` without touching the network unless ``allow_download``.
 

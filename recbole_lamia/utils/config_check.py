@@ -1,4 +1,5 @@
-"""Warn about config keys that look like misspelt plugin keys (``palete_size`` -> ``palette_size``)."""
+"""Check a configuration before any data is read: misspelt plugin keys (a warning) and settings that cannot work
+(``validate_config``, one-line ``UserInputError``)."""
 
 import difflib
 import glob
@@ -9,6 +10,7 @@ from logging import getLogger
 import recbole
 import yaml
 
+from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.registration import PROPERTIES_DIR
 
 
@@ -63,3 +65,87 @@ def warn_unknown_plugin_keys(config):
     for key, suggestion in findings:
         getLogger().warning(f"Unknown config key '{key}' is ignored; did you mean '{suggestion}'?")
     return findings
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(ok, key, value, allowed):
+    if not ok:
+        raise UserInputError(f"{key} must be {allowed}, got {value!r}.")
+
+
+# Dropout-like settings of RecBole's and the plugin's models: probabilities in [0, 1).
+_PROBABILITY_KEYS = ("hidden_dropout_prob", "attn_dropout_prob", "dropout_prob", "dropout_rate", "mask_ratio")
+
+
+def validate_config(config):
+    """Raise ``UserInputError`` (one line: the key, the value, what is allowed) for settings that cannot work.
+
+    Cheap and run before any data is read: RecBole's training settings, the sequence and attention sizes of the
+    models that have them, the evaluation settings, then the plugin's tokenizer settings and the model's own
+    ``check_config``.
+    """
+    from recbole.utils import ModelType
+
+    lr = config["learning_rate"]
+    _require(_is_number(lr) and lr > 0, "learning_rate", lr, "a number > 0")
+    _require(_is_number(config["weight_decay"] or 0) and (config["weight_decay"] or 0) >= 0, "weight_decay",
+             config["weight_decay"], "a number >= 0")
+    _require(_is_int(config["epochs"]) and config["epochs"] >= 0, "epochs", config["epochs"], "an integer >= 0")
+    for key in ("train_batch_size", "eval_batch_size"):
+        _require(_is_int(config[key]) and config[key] >= 1, key, config[key], "an integer >= 1")
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        length = config["MAX_ITEM_LIST_LENGTH"]
+        _require(_is_int(length) and length >= 1, "MAX_ITEM_LIST_LENGTH", length, "an integer >= 1")
+    for key in _PROBABILITY_KEYS:
+        value = config[key]
+        if value is not None:
+            _require(_is_number(value) and 0 <= value < 1, key, value, "a probability in [0, 1)")
+    heads, hidden = config["n_heads"], config["hidden_size"]
+    if heads is not None and hidden is not None:
+        _require(_is_int(heads) and heads >= 1, "n_heads", heads, "an integer >= 1")
+        _require(_is_int(hidden) and hidden >= 1 and hidden % heads == 0, "hidden_size", hidden,
+                 f"a positive multiple of n_heads ({heads})")
+    topk = config["topk"]
+    ks = topk if isinstance(topk, list) else [topk]
+    _require(ks and all(_is_int(k) and k >= 1 for k in ks), "topk", topk, "a positive integer or a list of them")
+    metrics = [m.lower() for m in (config["metrics"] or [])]
+    valid_metric = str(config["valid_metric"] or "")
+    name, _, k = valid_metric.lower().partition("@")
+    _require(name in metrics and (not k or (k.isdigit() and int(k) in ks)), "valid_metric", valid_metric,
+             f"one of metrics {config['metrics']} at one of topk {ks} (e.g. {config['metrics'][0]}@{ks[0]})"
+             if metrics else "one of the configured metrics")
+    model_class = getattr(config, "model_class", None)
+    if hasattr(model_class, "check_config"):
+        from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params
+        from recbole_lamia.tokenizer.text_encoder import check_text_encoder
+
+        params = tokenizer_params(config)
+        check_item_text_fields(config, params["item_text_fields"])
+        check_text_encoder(params["text_encoder"], params["text_encoder_allow_download"])
+        model_class.check_config(config)
+
+
+def check_item_text_fields(config, fields):
+    """Raise ``UserInputError`` when the dataset has no ``.item`` file, or ``fields`` are not in its header or not
+    loaded by ``load_col``; reads only the header line."""
+    name = config["dataset"]
+    item_file = os.path.join(config["data_path"], f"{name}.item")
+    if not os.path.isfile(item_file):
+        raise UserInputError(f"dataset {name} has no item file ({item_file}): {config['model']} reads item text.")
+    with open(item_file, encoding="utf-8") as f:
+        header = [column.split(":")[0] for column in f.readline().rstrip("\n").split("\t")]
+    missing = [field for field in fields or [] if field not in header]
+    if missing:
+        raise UserInputError(f"item_text_fields {missing} are not in {item_file}; its fields are {header}.")
+    load_col = config["load_col"]
+    loaded = load_col.get("item") if isinstance(load_col, dict) else None
+    unloaded = [field for field in fields or [] if loaded is not None and field not in loaded]
+    if unloaded:
+        raise UserInputError(f"item_text_fields {unloaded} are not loaded: add them to load_col's item list {loaded}.")

@@ -27,6 +27,15 @@ def max_topk(config):
     return max(topk) if isinstance(topk, (list, tuple)) else int(topk)
 
 
+def distinct_rows(rows):
+    """``(distinct, inverse)``: the distinct rows of a 2-D tensor and, per row, its index in ``distinct``."""
+    # RecBole's sampled evaluation puts a history's copies next to each other: merging neighbours first is
+    # cheap, and leaves torch.unique (a sort, 11 ms per 4040-row batch on one CPU thread) few rows to sort.
+    runs, run_of_row = torch.unique_consecutive(rows, dim=0, return_inverse=True)
+    distinct, distinct_of_run = torch.unique(runs, dim=0, return_inverse=True)
+    return distinct, distinct_of_run[run_of_row]
+
+
 class LAMIA(SequentialRecommender):
     """Reads a user's history as semantic tokens and generates the next item's h tokens.
 
@@ -46,27 +55,36 @@ class LAMIA(SequentialRecommender):
     # row that has it at that value).
     NEUTRAL_OPTIONS = {"use_item_id_embedding": False, "aspect_dropout_prob": 0.0, "item_label_smoothing": 0.0}
 
+    @classmethod
+    def check_config(cls, config):
+        """Raise ``UserInputError`` for settings LAMIA cannot run with; cheap, so it runs before any data is read."""
+        item_loss_weight = float(config["item_loss_weight"] or 0.0)
+        if item_loss_weight < 0:
+            raise UserInputError(f"item_loss_weight must be >= 0, got {item_loss_weight}.")
+        smoothing = float(config["item_label_smoothing"] or 0.0)
+        if not 0 <= smoothing < 1:
+            raise UserInputError(f"item_label_smoothing must be in [0, 1), got {smoothing}.")
+        if smoothing > 0 and item_loss_weight == 0:
+            raise UserInputError("item_label_smoothing smooths the whole-item loss, which item_loss_weight: 0 "
+                                 "turns off.")
+        dropout = float(config["aspect_dropout_prob"] or 0.0)
+        if not 0 <= dropout < 1:
+            raise UserInputError(f"aspect_dropout_prob must be in [0, 1), got {dropout}.")
+        if config["beam_search"] and int(config["beam_size"] or 0) < max_topk(config):
+            raise UserInputError(f"beam_size ({config['beam_size']}) must be >= the largest topk "
+                                 f"({max_topk(config)}).")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
+        self.check_config(config)
         codes = require_semantic_ids(self, dataset)
         self.hidden_size = config["hidden_size"]
         self.train_all_positions = bool(config["train_all_positions"])
         self.item_loss_weight = float(config["item_loss_weight"] or 0.0)
-        if self.item_loss_weight < 0:
-            raise UserInputError(f"item_loss_weight must be >= 0, got {self.item_loss_weight}.")
         self.item_label_smoothing = float(config["item_label_smoothing"] or 0.0)
-        if not 0 <= self.item_label_smoothing < 1:
-            raise UserInputError(f"item_label_smoothing must be in [0, 1), got {self.item_label_smoothing}.")
-        if self.item_label_smoothing > 0 and self.item_loss_weight == 0:
-            raise UserInputError("item_label_smoothing smooths the whole-item loss, which item_loss_weight: 0 "
-                                 "turns off.")
         self.aspect_dropout_prob = float(config["aspect_dropout_prob"] or 0.0)
-        if not 0 <= self.aspect_dropout_prob < 1:
-            raise UserInputError(f"aspect_dropout_prob must be in [0, 1), got {self.aspect_dropout_prob}.")
         self.beam_search = bool(config["beam_search"])
         self.beam_size = int(config["beam_size"] or 0)
-        if self.beam_search and self.beam_size < max_topk(config):
-            raise UserInputError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}).")
 
         real = codes[1:]
         self.n_levels = codes.size(1)
@@ -241,9 +259,16 @@ class LAMIA(SequentialRecommender):
         return output[valid], targets[valid]
 
     def predict(self, interaction):
-        log_probs = self.level_log_probs(self._history_output(interaction))
+        """``[B]`` score of each row's ``ITEM_ID`` after its history: the sum of its tokens' log-probabilities.
+
+        RecBole's sampled evaluation (``uni100``, ``pop100``) repeats each history once per candidate item, so
+        each distinct history is encoded once and every row reads its candidate's tokens from that one output.
+        """
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        histories, row_history = distinct_rows(torch.cat([item_seq, item_seq_len.unsqueeze(1)], dim=1))
+        log_probs = self.level_log_probs(self.forward(histories[:, :-1], histories[:, -1]))
         target = self.item_codes[interaction[self.ITEM_ID]]
-        return sum(lp.gather(1, target[:, level:level + 1]).squeeze(1) for level, lp in enumerate(log_probs))
+        return sum(lp[row_history, target[:, level]] for level, lp in enumerate(log_probs))
 
     def full_sort_predict(self, interaction):
         output = self._history_output(interaction)

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
-from recbole_lamia.model.sequential_recommender.lamia import max_topk, require_semantic_ids
+from recbole_lamia.model.sequential_recommender.lamia import distinct_rows, max_topk, require_semantic_ids
 from recbole_lamia.utils.errors import UserInputError
 
 PAD_TOKEN = 0  # padding, and T5's decoder start token
@@ -29,16 +29,21 @@ class TIGER(SequentialRecommender):
     # Upper bound on the decoder rows (users x beams) of one beam-search pass; bounds memory.
     max_beam_rows = 4096
 
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        codes = require_semantic_ids(self, dataset)
-        self.beam_size = int(config["beam_size"] or 0)
-        if self.beam_size < max_topk(config):
-            raise UserInputError(f"beam_size ({self.beam_size}) must be >= the largest topk ({max_topk(config)}): "
-                             "items outside the beam all score -inf.")
+    @classmethod
+    def check_config(cls, config):
+        """Raise ``UserInputError`` for settings TIGER cannot run with; cheap, so it runs before any data is read."""
+        if int(config["beam_size"] or 0) < max_topk(config):
+            raise UserInputError(f"beam_size ({config['beam_size']}) must be >= the largest topk "
+                                 f"({max_topk(config)}): items outside the beam all score -inf.")
         if config["train_all_positions"]:
             raise UserInputError("TIGER learns one target per training sample; set train_all_positions: False "
-                             "(otherwise the dataset would drop most training prefixes).")
+                                 "(otherwise the dataset would drop most training prefixes).")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.check_config(config)
+        codes = require_semantic_ids(self, dataset)
+        self.beam_size = int(config["beam_size"] or 0)
         self.use_user_token = bool(config["tiger_use_user_token"])
         self.user_buckets = int(config["tiger_user_buckets"] or 2000)
 
@@ -106,10 +111,16 @@ class TIGER(SequentialRecommender):
     # --- inference ----------------------------------------------------------------------------------
 
     def predict(self, interaction):
-        """Log-probability of ``interaction[ITEM_ID]``: the sum of its tokens' teacher-forced log-probs."""
-        hidden, attention_mask = self._encode(interaction)
+        """Log-probability of ``interaction[ITEM_ID]``: the sum of its tokens' teacher-forced log-probs.
+
+        RecBole's sampled evaluation (``uni100``, ``pop100``) repeats each history once per candidate item, so
+        the encoder runs once per distinct input; only the short decoder runs per candidate.
+        """
+        input_ids, attention_mask = self.encoder_inputs(interaction)
+        inputs, row_input = distinct_rows(input_ids)
+        hidden = self.t5.get_encoder()(input_ids=inputs, attention_mask=inputs != PAD_TOKEN).last_hidden_state
         target_tokens = self.item_tokens[interaction[self.ITEM_ID]]
-        return self._token_log_probs(hidden, attention_mask, target_tokens).sum(-1)
+        return self._token_log_probs(hidden[row_input], attention_mask, target_tokens).sum(-1)
 
     @property
     def trie(self):
