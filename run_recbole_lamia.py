@@ -5,7 +5,9 @@ Usage (training takes the same arguments as RecBole's run_recbole.py):
     python run_recbole_lamia.py --model=LAMIA --dataset=amazon-beauty   # shipped in datasets/, no download
     python run_recbole_lamia.py --model=SASRec --dataset=ml-100k --epochs=5
     python run_recbole_lamia.py --leaderboard --dataset=amazon-beauty
-Any ``--key=value`` overrides a config key. ``--leaderboard`` runs a list of models with one shared
+    python run_recbole_lamia.py --model=LAMIA --dataset=amazon-beauty --resume   # after an interruption
+Any ``--key=value`` overrides a config key. ``--resume`` continues an interrupted run of the same settings from
+its last epoch (``saved/<model>-<dataset>-resume.pth``). ``--leaderboard`` runs a list of models with one shared
 configuration instead (options: ``python -m recbole_lamia.leaderboard --help``).
 
 Use a trained model (CHECKPOINT is the .pth file a run saved, e.g. saved/LAMIA-Dec-02-2026_10-00-00.pth):
@@ -38,6 +40,8 @@ def train(argv):
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated YAML files")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run of these settings from its last epoch")
     args, _ = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     from recbole_lamia.quick_start import check_run
@@ -46,7 +50,7 @@ def train(argv):
     try:
         check_model_name(args.model)
         check_run(args.model, args.dataset, config_files)
-        result = run(args.model, args.dataset, config_file_list=config_files)
+        result = run(args.model, args.dataset, config_file_list=config_files, resume=args.resume)
     except UserInputError as err:
         return _fail(err, args.debug)
     print(format_summary(args.model, args.dataset, result))

@@ -5,7 +5,6 @@ import os
 import pkgutil
 import urllib.error
 
-from recbole.quick_start import run_recbole
 from recbole.utils import get_model
 
 from recbole_lamia.utils.checkpoint import first_line
@@ -65,17 +64,49 @@ def check_run(model, dataset, config_file_list=None, config_dict=None):
     validate_config(config)
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, saved=True):
-    """Train and evaluate ``model`` on ``dataset`` with RecBole's ``run_recbole``; return its result dict.
+def run(model, dataset, config_file_list=None, config_dict=None, saved=True, resume=False):
+    """Train and evaluate ``model`` on ``dataset`` as RecBole's ``run_recbole`` does, saving a resume point after
+    every validated epoch (``recbole_lamia.trainer.resume``); ``resume=True`` continues an interrupted run of the
+    same settings from its last one. Returns RecBole's result dict.
 
-    A failed download of a RecBole dataset (no network) becomes a ``UserInputError``."""
+    A failed download of a RecBole dataset (no network) becomes a ``UserInputError``.
+    """
+    from logging import getLogger
+
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_trainer, init_logger, init_seed
+
+    from recbole_lamia.trainer import ResumePoints
+
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
     try:
-        return run_recbole(model=model, dataset=dataset, config_file_list=config_file_list,
-                           config_dict=config_dict, saved=saved)
+        data = create_dataset(config)
     except urllib.error.URLError as err:
         raise UserInputError(f"dataset '{dataset}' is not on this machine and RecBole could not download it "
                              f"({err.reason}). Put its atomic files in <data_path>/{dataset}/ and pass "
                              "--data_path=<data_path>.") from None
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(recommender)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, recommender)
+    resume_points = ResumePoints(trainer, train_data)
+    if resume:
+        resume_points.restore()
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
+                                                      show_progress=config["show_progress"],
+                                                      callback_fn=resume_points.save if saved else None)
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(f"best valid : {best_valid_result}")
+    logger.info(f"test result: {test_result}")
+    return {"best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
+            "best_valid_result": best_valid_result, "test_result": test_result}
 
 
 def format_summary(model, dataset, result):

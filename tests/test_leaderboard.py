@@ -109,6 +109,11 @@ def test_crashed_row_is_recorded_then_continues_from_its_last_epoch(tiny_data_pa
     assert any("resuming at epoch 2" in m for m in messages)
     assert not any("epoch 1/2" in m for m in messages)
     assert _finite_unit(row["test_ndcg@10"])
+    # ... and ends as the uninterrupted run: the RNG states and the training loader's shuffling are restored.
+    _run(tmp_path / "whole", tiny_data_path, overrides, models=["SASRec"], cold_start_ratio=0)
+    whole = _csv_rows(tmp_path / "whole")["SASRec"]
+    for metric in ("best_valid_ndcg@10", "test_ndcg@10", "test_recall@10"):
+        assert row[metric] == whole[metric], metric
 
     messages.clear()
     _run(tmp_path, tiny_data_path, overrides, messages, models=["SASRec"], cold_start_ratio=0)

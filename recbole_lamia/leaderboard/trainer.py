@@ -69,6 +69,8 @@ class LeaderboardTrainerMixin:
     # ----- resume point -----
     def save_resume_point(self, epoch_idx):
         state = checkpoint_state(self, epoch_idx)  # RecBole's fields, RNG states; safe to load
+        if getattr(self, "train_generator", None) is not None:  # the training loader's shuffling
+            state["rng"]["train_loader"] = self.train_generator.get_state()
         state["leaderboard"] = plain_value({
             "fingerprint": self.fingerprint,
             "best_valid_result": self.best_valid_result,
@@ -107,6 +109,7 @@ class LeaderboardTrainerMixin:
         self.valid_seconds = list(extra.get("valid_seconds") or [])
         self.stop_reason = extra.get("stop_reason")
         set_rng_state(state.get("rng"))
+        self.pending_train_generator_state = (state.get("rng") or {}).get("train_loader")  # set in fit
         self.epochs_done = self.start_epoch
         self.resumed_from_epoch = self.start_epoch
         return self.start_epoch
@@ -117,6 +120,10 @@ class LeaderboardTrainerMixin:
         return sum(costs) / len(costs) if costs else 0.0
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self.train_generator = train_data.generator
+        if getattr(self, "pending_train_generator_state", None) is not None:
+            train_data.generator.set_state(self.pending_train_generator_state)
+            self.pending_train_generator_state = None
         self.eval_collector.data_collect(train_data)
         if self.config["train_neg_sample_args"].get("dynamic", False):
             train_data.get_model(self.model)
