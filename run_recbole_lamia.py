@@ -42,6 +42,12 @@ def train(argv):
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run of these settings from its last epoch")
+    # Several processes, as RecBole's run_recbole.py (torch.distributed; gloo on a machine without CUDA).
+    parser.add_argument("--nproc", type=int, default=1, help="processes on this machine")
+    parser.add_argument("--ip", type=str, default="localhost", help="address of the rank-0 machine")
+    parser.add_argument("--port", type=str, default="5678", help="port of the rank-0 machine")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
+    parser.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
     args, _ = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     from recbole_lamia.quick_start import check_run
@@ -50,7 +56,13 @@ def train(argv):
     try:
         check_model_name(args.model)
         check_run(args.model, args.dataset, config_files)
-        result = run(args.model, args.dataset, config_file_list=config_files, resume=args.resume)
+        if args.nproc > 1 or args.world_size > 0:
+            from recbole_lamia.utils.distributed import spawn_run
+
+            result = spawn_run(args.model, args.dataset, config_files, nproc=args.nproc, world_size=args.world_size,
+                               ip=args.ip, port=args.port, group_offset=args.group_offset, resume=args.resume)
+        else:
+            result = run(args.model, args.dataset, config_file_list=config_files, resume=args.resume)
     except UserInputError as err:
         return _fail(err, args.debug)
     print(format_summary(args.model, args.dataset, result))

@@ -14,6 +14,7 @@ from recbole_lamia.compat import (
 from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
 from recbole_lamia.model.sequential_recommender.tiger import TIGER
+from recbole_lamia.utils.distributed import patch_recbole_cpu_distributed
 from recbole_lamia.utils.registration import (
     patch_config_properties,
     register_dataset,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 patch_recbole_checkpoint_loading()
 patch_recbole_saved_data_loading()
 count_dropped_interactions()
+patch_recbole_cpu_distributed()
 disable_recbole_anomaly_detection()
 silence_recbole_chained_fillna_warning()
 patch_config_properties()

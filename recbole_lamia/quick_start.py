@@ -73,11 +73,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     """
     from logging import getLogger
 
+    import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed
 
     from recbole_lamia.trainer import ResumePoints
+    from recbole_lamia.utils.distributed import is_distributed, share_from_rank_zero
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -96,12 +98,15 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, recommender)
+    trainer.saved_model_file = share_from_rank_zero(trainer.saved_model_file)  # RecBole names it by the time
     resume_points = ResumePoints(trainer, train_data)
     if resume:
         resume_points.restore()
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
                                                       show_progress=config["show_progress"],
                                                       callback_fn=resume_points.save if saved else None)
+    if is_distributed():
+        torch.distributed.barrier()  # rank 0 has written the best checkpoint every rank loads next
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(f"best valid : {best_valid_result}")
     logger.info(f"test result: {test_result}")

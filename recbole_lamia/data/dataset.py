@@ -6,6 +6,7 @@ from recbole.data.dataset import SequentialDataset
 
 from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
 from recbole_lamia.utils.config_check import warn_unknown_plugin_keys
+from recbole_lamia.utils.distributed import rank_zero_first
 
 
 class SemanticIDDataset(SequentialDataset):
@@ -23,7 +24,8 @@ class SemanticIDDataset(SequentialDataset):
         self.tokenizer_params = tokenizer_params(config)
         super().__init__(config)
         tokenizer = ItemTokenizer(self.tokenizer_params)
-        self.item_semantic_ids = torch.from_numpy(tokenizer.tokenize(self)).long()
+        with rank_zero_first():  # several processes: rank 0 tokenizes, the others read its cache
+            self.item_semantic_ids = torch.from_numpy(tokenizer.tokenize(self)).long()
         self.semantic_id_report = tokenizer.report
 
     def build(self):

@@ -19,6 +19,7 @@ from recbole_lamia.utils.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from recbole_lamia.utils.distributed import rank
 from recbole_lamia.utils.errors import UserInputError
 
 # Settings that may change between an interrupted run and its continuation.
@@ -48,6 +49,8 @@ class ResumePoints:
     def save(self, epoch_idx, valid_score=None):
         """RecBole's ``fit`` callback: the state after epoch ``epoch_idx`` (training and validation done)."""
         trainer = self.trainer
+        if rank() != 0:  # one writer; every rank restores from it
+            return
         state = checkpoint_state(trainer, epoch_idx)
         state["resume"] = {
             "best_valid_result": plain_value(trainer.best_valid_result),

@@ -1,0 +1,72 @@
+"""Several processes through RecBole's torch.distributed path, on the CPU (gloo)."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import torch.multiprocessing as mp
+import yaml
+
+from tests.conftest import TINY_DATASET, tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_zero_first_worker(rank, port, log_file):
+    import torch.distributed as dist
+
+    from recbole_lamia.utils.distributed import rank_zero_first, share_from_rank_zero
+
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}")
+    with rank_zero_first():
+        with open(log_file, "a") as f:
+            f.write(f"start {rank}\n")
+        time.sleep(0.3 if rank == 0 else 0.0)
+        with open(log_file, "a") as f:
+            f.write(f"end {rank}\n")
+    shared = share_from_rank_zero(f"from rank {rank}")
+    with open(log_file, "a") as f:
+        f.write(f"shared {rank} {shared}\n")
+    dist.destroy_process_group()
+
+
+def test_rank_zero_runs_first_and_shares_its_value(tmp_path):
+    log_file = str(tmp_path / "log")
+    mp.spawn(_rank_zero_first_worker, args=(_free_port(), log_file), nprocs=2, join=True)
+    lines = open(log_file).read().splitlines()
+    assert lines[:4] == ["start 0", "end 0", "start 1", "end 1"]  # rank 1 waited for rank 0's block
+    assert sorted(lines[4:]) == ["shared 0 from rank 0", "shared 1 from rank 0"]
+
+
+def _summary(stdout):
+    values = dict(re.findall(r"(recall@10|ndcg@10)=([0-9.]+)", stdout.split("test:")[1]))
+    return {k: float(v) for k, v in values.items()}
+
+
+def test_two_cpu_processes_train_through_torch_distributed(tiny_data_path, tiny_bert_path, tmp_path):
+    settings = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    command = [sys.executable, "run_recbole_lamia.py", "--model=LAMIA", f"--dataset={TINY_DATASET}",
+               f"--config_files={config_file}"]
+    two = subprocess.run(command + ["--nproc=2", f"--port={_free_port()}"], capture_output=True, text=True,
+                         timeout=600, cwd=ROOT)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # One tokenizer run: a single codes entry in the cache, written by rank 0 and read by rank 1.
+    entries = os.listdir(tmp_path / "semantic_ids" / TINY_DATASET)
+    assert len([e for e in entries if e.startswith("codes-") and e.endswith(".npz")]) == 1
+    two_metrics, one_metrics = _summary(two.stdout), _summary(one.stdout)
+    assert set(two_metrics) == {"recall@10", "ndcg@10"}
+    for metric, value in one_metrics.items():  # the same training, in another data order: within noise
+        assert abs(two_metrics[metric] - value) <= 0.05, (metric, two_metrics, one_metrics)
