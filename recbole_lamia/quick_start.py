@@ -100,11 +100,16 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, recommender)
     trainer.saved_model_file = share_from_rank_zero(trainer.saved_model_file)  # RecBole names it by the time
     resume_points = ResumePoints(trainer, train_data)
-    if resume:
-        resume_points.restore()
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
-                                                      show_progress=config["show_progress"],
-                                                      callback_fn=resume_points.save if saved else None)
+    start_epoch = resume_points.restore() if resume else 0
+    if start_epoch >= trainer.epochs:
+        # Nothing left to train (the run had stopped early, or reached its epochs). RecBole's fit would first
+        # overwrite the best checkpoint with the current weights, so it is not called.
+        trainer.eval_collector.data_collect(train_data)
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+    else:
+        best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved,
+                                                          show_progress=config["show_progress"],
+                                                          callback_fn=resume_points.save if saved else None)
     if is_distributed():
         torch.distributed.barrier()  # rank 0 has written the best checkpoint every rank loads next
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])

@@ -181,3 +181,52 @@ def test_planted_checkpoint_runs_no_code(tmp_path):
                               text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "holds Python objects" in proc.stderr
     assert not marker.exists()
+
+
+def test_a_checkpoint_cannot_switch_on_the_dataset_pickle(trained, tmp_path):
+    """Settings that would make a run unpickle files are never taken from a checkpoint."""
+    import pickle
+
+    marker = tmp_path / "marker"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    planted = tmp_path / "planted-dataset.pth"
+    planted.write_bytes(pickle.dumps(Planted()))
+    state = load_checkpoint(trained[0])
+    state["config"]["final_config_dict"].update(save_dataset=True, dataset_save_path=str(planted),
+                                                save_dataloaders=True, dataloaders_save_path=str(planted))
+    save_checkpoint(state, str(tmp_path / "hostile.pth"))
+    config, *_ = case_study.load_data_and_model(str(tmp_path / "hostile.pth"))
+    assert not marker.exists()
+    assert not config["save_dataset"] and config["dataset_save_path"] != str(planted)
+
+
+def test_other_parameter_round_trips_in_the_safe_form():
+    import scipy.sparse
+
+    from recbole_lamia.utils.checkpoint import decode_other_parameter, encode_other_parameter
+
+    values = {"module": torch.nn.Linear(2, 2), "array": np.arange(6.0).reshape(2, 3),
+              "sparse": scipy.sparse.random(5, 4, density=0.5, format="csc", random_state=0), "alpha": 0.5,
+              "tensor": torch.ones(3)}
+    encoded = encode_other_parameter(values)
+    assert "module" not in encoded  # a submodule: its weights are in the state dict
+    decoded = decode_other_parameter(encoded)
+    assert np.array_equal(decoded["array"], values["array"]) and decoded["alpha"] == 0.5
+    assert decoded["sparse"].format == "csc" and (decoded["sparse"] != values["sparse"]).nnz == 0
+    assert torch.equal(decoded["tensor"], values["tensor"])
+
+
+def test_recbole_models_with_other_parameters_load_their_best_checkpoint(tiny_data_path, tiny_bert_path, tmp_path):
+    """FDSA keeps its feature layer in other_parameter(); its run still evaluates its best checkpoint."""
+    from recbole.quick_start import run_recbole
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, selected_features=["brand"],
+                              loss_type="CE", hidden_size=16, inner_size=32, n_layers=1, n_heads=2)
+    result = run_recbole(model="FDSA", dataset=TINY_DATASET, config_dict=config_dict, saved=True)
+    assert 0 <= result["test_result"]["ndcg@10"] <= 1
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "FDSA-*.pth"))
+    assert load_checkpoint(checkpoint)["format"] == "recbole_lamia.checkpoint.v1"

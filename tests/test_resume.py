@@ -41,12 +41,12 @@ def test_resumed_run_equals_the_uninterrupted_one(tiny_data_path, tiny_bert_path
     with pytest.raises(Interrupted):
         run("LAMIA", TINY_DATASET, config_dict=config("split"))
     monkeypatch.setattr(ResumePoints, "save", original_save)
-    state = load_checkpoint(tmp_path / "split" / "saved" / f"LAMIA-{TINY_DATASET}-resume.pth")
-    assert state["epoch"] == 1
+    (point,) = (tmp_path / "split" / "saved").glob(f"LAMIA-{TINY_DATASET}-*-resume.pth")
+    assert load_checkpoint(point)["epoch"] == 1
     resumed = run("LAMIA", TINY_DATASET, config_dict=config("split"), resume=True)
     assert resumed["test_result"] == whole["test_result"]
     assert resumed["best_valid_result"] == whole["best_valid_result"]
-    assert load_checkpoint(tmp_path / "split" / "saved" / f"LAMIA-{TINY_DATASET}-resume.pth")["epoch"] == 3
+    assert load_checkpoint(point)["epoch"] == 3
 
 
 def test_resume_refuses_missing_points_and_other_settings(tiny_data_path, tiny_bert_path, tmp_path):
@@ -54,11 +54,26 @@ def test_resume_refuses_missing_points_and_other_settings(tiny_data_path, tiny_b
     with pytest.raises(UserInputError, match="nothing to resume"):
         run("LAMIA", TINY_DATASET, config_dict=config_dict, resume=True)
     run("LAMIA", TINY_DATASET, config_dict=config_dict)
-    with pytest.raises(UserInputError, match="other settings of learning_rate"):
+    with pytest.raises(UserInputError, match="nothing to resume: .* resume points of other settings: .*-resume.pth"):
         run("LAMIA", TINY_DATASET, config_dict=dict(config_dict, learning_rate=0.01), resume=True)
-    # More epochs is a continuation, not another configuration.
+    # More epochs is a continuation, not another configuration: 1 epoch + 1 resumed = 2 uninterrupted epochs.
     more = run("LAMIA", TINY_DATASET, config_dict=dict(config_dict, epochs=2), resume=True)
-    assert 0 <= more["test_result"]["ndcg@10"] <= 1
+    two_epochs = tiny_config(tiny_data_path, tiny_bert_path, tmp_path / "two", epochs=2,
+                             semantic_id_cache_dir=config_dict["semantic_id_cache_dir"])
+    two = run("LAMIA", TINY_DATASET, config_dict=two_epochs)
+    assert more["test_result"] == two["test_result"]
+
+
+def test_resuming_a_finished_run_reports_its_best_checkpoint(tiny_data_path, tiny_bert_path, tmp_path):
+    """With nothing left to train, the resumed run evaluates the best checkpoint, not the last weights."""
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=4, stopping_step=10)
+    finished = run("LAMIA", TINY_DATASET, config_dict=config_dict)
+    (best,) = [p for p in (tmp_path / "saved").glob("LAMIA-*.pth") if not p.name.endswith("-resume.pth")]
+    best_epoch = load_checkpoint(best)["epoch"]
+    again = run("LAMIA", TINY_DATASET, config_dict=config_dict, resume=True)
+    assert load_checkpoint(best)["epoch"] == best_epoch >= 0  # not overwritten by RecBole's fit (epoch -1)
+    assert again["test_result"] == finished["test_result"]
+    assert again["best_valid_result"] == finished["best_valid_result"]
 
 
 def _cli(config_file, *extra):
@@ -79,14 +94,16 @@ def test_cli_run_killed_with_sigkill_resumes_with_one_flag(tiny_data_path, tiny_
     whole = subprocess.run(_cli(whole_file), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
-    point = tmp_path / "split" / "saved" / f"LAMIA-{TINY_DATASET}-resume.pth"
+    saved = tmp_path / "split" / "saved"
     process = subprocess.Popen(_cli(split_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     deadline = time.time() + 300
-    while not point.exists() and time.time() < deadline and process.poll() is None:
+    while not list(saved.glob("*-resume.pth")) and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert point.exists(), "the run ended before it saved a resume point"
+    points = list(saved.glob("*-resume.pth"))
+    assert points, "the run ended before it saved a resume point"
+    point = points[0]
     assert load_checkpoint(point)["epoch"] < 4  # killed before the end
     resumed = subprocess.run(_cli(split_file, "--resume"), capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-2000:]

@@ -8,10 +8,13 @@ and every random state the next epoch draws from (torch, numpy, python, CUDA, an
 generator). ``restore`` puts all of it back into a freshly built trainer before ``fit``.
 """
 
+import glob
 import os
 from logging import getLogger
 
+from recbole_lamia.data.cache import stable_hash
 from recbole_lamia.utils.checkpoint import (
+    check_semantic_ids,
     checkpoint_state,
     load_checkpoint,
     plain_config,
@@ -28,8 +31,11 @@ RESUMABLE_KEYS = {"epochs", "stopping_step", "show_progress", "state", "eval_bat
 
 
 def resume_file(config):
-    """Where the resume point of ``config``'s model and dataset lives."""
-    return os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-resume.pth")
+    """Where the resume point of ``config``'s run lives: named by the model, the dataset and a hash of the settings
+    that must match, so runs of other settings in one ``checkpoint_dir`` keep their own."""
+    settings = plain_config(config)["final_config_dict"]
+    digest = stable_hash({k: v for k, v in settings.items() if k not in RESUMABLE_KEYS})[:10]
+    return os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-{digest}-resume.pth")
 
 
 def changed_settings(saved, current):
@@ -67,10 +73,15 @@ class ResumePoints:
         Raises ``UserInputError`` (one line) when there is none, or it was written with other settings.
         """
         if not os.path.exists(self.path):
-            raise UserInputError(f"nothing to resume: no resume point {self.path} (a run saves one after every "
-                                 "validated epoch).")
+            config = self.trainer.config
+            pattern = f"{config['model']}-{config['dataset']}-*-resume.pth"
+            others = sorted(glob.glob(os.path.join(config["checkpoint_dir"], pattern)))
+            raise UserInputError(f"nothing to resume: no resume point {self.path} for these settings (a run saves "
+                                 "one after every validated epoch)"
+                                 + (f"; resume points of other settings: {', '.join(others)}." if others else "."))
         state = load_checkpoint(self.path, map_location=self.trainer.device)
         trainer = self.trainer
+        check_semantic_ids(state, trainer.model, self.path)
         changed = changed_settings(state["config"]["final_config_dict"],
                                    plain_config(trainer.config)["final_config_dict"])
         if changed:

@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import random
+import tempfile
 import warnings
 import zipfile
 
@@ -82,6 +83,42 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def encode_other_parameter(values):
+    """RecBole's ``other_parameter()`` in a weights-only form. A module (FDSA, SASRecF keep their feature layer
+    there) is left out: it is a submodule, so its weights are in the state dict already. numpy arrays and scipy
+    sparse matrices (ItemKNN, EASE, ...) become tagged tensors, which ``decode_other_parameter`` turns back."""
+    import scipy.sparse
+
+    encoded = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, torch.nn.Module):
+            continue
+        if isinstance(value, np.ndarray):
+            encoded[key] = {"__numpy__": torch.from_numpy(np.ascontiguousarray(value))}
+        elif scipy.sparse.issparse(value):
+            csr = value.tocsr()
+            encoded[key] = {"__scipy_csr__": [torch.from_numpy(csr.data), torch.from_numpy(csr.indices),
+                                              torch.from_numpy(csr.indptr), list(csr.shape), value.format]}
+        else:
+            encoded[key] = plain_value(value) if not isinstance(value, torch.Tensor) else value
+    return encoded
+
+
+def decode_other_parameter(values):
+    """What ``encode_other_parameter`` wrote, with numpy arrays and scipy matrices restored."""
+    import scipy.sparse
+
+    decoded = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, dict) and "__numpy__" in value:
+            value = value["__numpy__"].numpy()
+        elif isinstance(value, dict) and "__scipy_csr__" in value:
+            data, indices, indptr, shape, kind = value["__scipy_csr__"]
+            value = scipy.sparse.csr_matrix((data.numpy(), indices.numpy(), indptr.numpy()), shape=shape).asformat(kind)
+        decoded[key] = value
+    return decoded
+
+
 def checkpoint_state(trainer, epoch):
     """The safe checkpoint of a RecBole trainer after ``epoch``: RecBole's fields, the config as plain values,
     the semantic-ID digest and the RNG states."""
@@ -93,7 +130,7 @@ def checkpoint_state(trainer, epoch):
         "cur_step": trainer.cur_step,
         "best_valid_score": plain_value(trainer.best_valid_score),
         "state_dict": model.state_dict(),
-        "other_parameter": model.other_parameter(),
+        "other_parameter": encode_other_parameter(model.other_parameter()),
         "optimizer": trainer.optimizer.state_dict(),
         "semantic_ids": semantic_id_digest(model),
         "rng": rng_state(),
@@ -102,10 +139,17 @@ def checkpoint_state(trainer, epoch):
 
 def save_checkpoint(state, path):
     """Write ``state`` atomically (a temporary file, then a rename), so a crash never leaves half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -132,6 +176,7 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first_line(str(err))})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a recbole-lamia checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
+    state["other_parameter"] = decode_other_parameter(state.get("other_parameter"))
     return state
 
 
@@ -155,6 +200,10 @@ def check_semantic_ids(state, model, path="checkpoint"):
 # Config values that describe the machine or are derived from the model class: recomputed, not restored.
 _RECOMPUTED_KEYS = {"model", "dataset", "data_path", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device",
                     "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "offset"}
+# Values a checkpoint must not choose: they would make this run unpickle files (RecBole's saved dataset and
+# dataloaders) or read them from where the checkpoint says. The current run's values are kept.
+_NEVER_RESTORED_KEYS = {"save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path",
+                        "checkpoint_dir"}
 
 
 def config_from_checkpoint(state, overrides=None):
@@ -177,6 +226,6 @@ def config_from_checkpoint(state, overrides=None):
     with recbole_argv_cleared():
         config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=config_dict)
     for key, value in final.items():
-        if key not in _RECOMPUTED_KEYS and key not in overrides:
+        if key not in _RECOMPUTED_KEYS | _NEVER_RESTORED_KEYS and key not in overrides:
             config.final_config_dict[key] = value
     return config
