@@ -67,15 +67,25 @@ def load_data_and_model(model_file, model=None, dataset=None, config_overrides=N
     return config, recommender.eval(), data, train_data, valid_data, test_data
 
 
+def text_settings(dataset):
+    """``(fields, separator, ignore_values)`` as the tokenizer used them: its own settings for a LAMIA or TIGER
+    dataset (the text-like fields when ``item_text_fields`` is unset), the config's otherwise."""
+    from recbole_lamia.tokenizer.item_tokenizer import TOKENIZER_DEFAULTS, field_list, text_like_fields
+
+    params = getattr(dataset, "tokenizer_params", None) or dataset.config.final_config_dict
+    fields = field_list(params.get("item_text_fields")) or text_like_fields(dataset)
+    separator = params.get("item_text_separator")
+    ignore = params.get("item_text_ignore_values")
+    return (fields, TOKENIZER_DEFAULTS["item_text_separator"] if separator is None else separator,
+            TOKENIZER_DEFAULTS["item_text_ignore_values"] if ignore is None else ignore)
+
+
 def item_texts(dataset):
-    """Each item index's text, built from ``item_text_fields`` as the tokenizer builds it (``""`` without them)."""
-    fields = dataset.config["item_text_fields"]
+    """Each item index's text, built as the tokenizer builds it (``""`` for a dataset without item text)."""
+    fields, separator, ignore = text_settings(dataset)
     if not fields:
         return [""] * dataset.item_num
-    params = dataset.config.final_config_dict
-    builder = ItemTextBuilder(fields, params.get("item_text_separator") or ". ",
-                              params.get("item_text_ignore_values") or ("Unknown",))
-    return builder.build(dataset)[0]
+    return ItemTextBuilder(fields, separator, ignore).build(dataset)[0]
 
 
 def user_histories(dataset):
@@ -144,8 +154,7 @@ def recommend(model, dataset, user_ids, k=10, exclude_seen=True, batch_size=256)
     ``user_id``, ``rank`` (1-based), ``item_id`` (raw), ``score`` (the model's; LAMIA's is a log-probability),
     ``text``.
     """
-    seen_possible = dataset.item_num - 1  # index 0 is RecBole's padding item
-    k = check_k(k, seen_possible)
+    k = check_k(k, dataset.item_num - 1)  # index 0 is RecBole's padding item
     users = user_indices(dataset, list(user_ids))
     histories = user_histories(dataset)
     texts = item_texts(dataset)
@@ -177,8 +186,7 @@ def format_recommendations(rows):
     for row in rows:
         if row["user_id"] != user:
             user = row["user_id"]
-            lines += ["" if lines else None, f"user {user}", f"{'rank':>4}  {'item_id':<14} {'score':>9}  text"]
-            lines = [line for line in lines if line is not None]
+            lines += ([""] if lines else []) + [f"user {user}", f"{'rank':>4}  {'item_id':<14} {'score':>9}  text"]
         lines.append(f"{row['rank']:>4}  {row['item_id']:<14} {row['score']:>9.4f}  {_cell(row['text'], 90)}")
     return "\n".join(lines)
 
@@ -256,31 +264,37 @@ def distinctive_words(code_texts, document_frequency, n_items, top=5, min_count=
     return [word for _, _, word in sorted(scored, reverse=True)[:top]]
 
 
-def field_labels(dataset, field):
-    """One label per item index (from 1) of an item field: a token, the first element of a token list, or the
-    value as text."""
-    builder = ItemTextBuilder([field], ignore_values=dataset.config["item_text_ignore_values"] or ("Unknown",))
-    values = builder.field_values(dataset)[field][1:]
-    return [v.split(", ")[-1] if v else "" for v in values]  # the most specific category of a path
+def field_labels(dataset, field, ignore_values):
+    """One label per item index (from 1) of an item field: a token, the last (most specific) element of a
+    category list, or the value as text."""
+    from recbole.utils import FeatureType
+
+    values = ItemTextBuilder([field], ignore_values=ignore_values).field_values(dataset)[field][1:]
+    if dataset.field2type[field] == FeatureType.TOKEN_SEQ:  # a category path: its most specific category
+        return [v.split(", ")[-1] for v in values]
+    return values
 
 
 def aspect_report(dataset, out_dir, top_codes=5, examples=3, words=6, title=None):
     """The paper's case study, automatic: what each palette aspect (semantic-ID level) groups together.
 
-    Writes ``aspects.md`` (per aspect: how strongly its codes follow each item text field, then its biggest
-    codes with their sizes, the words that set them apart and example item texts) and ``aspects.png`` (the
-    aspect-by-field NMI heatmap). Returns the paths written.
+    Writes ``aspects.md`` (how strongly each aspect's codes follow each item field, as NMI above chance; then per
+    aspect its biggest codes with their sizes, the words that set them apart and example item texts) and
+    ``aspects.png`` (the aspect-by-field heatmap). Returns the paths written.
     """
     columns = semantic_id_columns(dataset)
     codes = dataset.item_semantic_ids[1:].numpy()
     fine = [j for j, name in enumerate(columns) if "_coarse_" not in name]
     texts = item_texts(dataset)[1:]
-    popularity = np.bincount(dataset.inter_feat[dataset.iid_field].numpy(), minlength=dataset.item_num)[1:]
+    interactions = [item for history in user_histories(dataset).values() for item in history]
+    popularity = np.bincount(interactions, minlength=dataset.item_num)[1:]
     document_frequency = collections.Counter(w for text in texts for w in _words(text))
-    fields = [f for f in (dataset.config["item_text_fields"] or []) if f in (dataset.item_feat.columns
-                                                                             if dataset.item_feat is not None else [])]
-    labels = {f: field_labels(dataset, f) for f in fields}
-    nmi = np.array([[normalized_mutual_information(codes[:, j], _label_ids(labels[f])) for f in fields]
+    all_fields, _, ignore = text_settings(dataset)
+    labels = {f: field_labels(dataset, f, ignore) for f in all_fields}
+    # A field with nearly one value per item (a title) shares much information with any fine partition.
+    fields = [f for f in all_fields if len(set(labels[f])) <= len(texts) // 2]
+    skipped = [f for f in all_fields if f not in fields]
+    nmi = np.array([[nmi_above_chance(codes[:, j], _label_ids(labels[f])) for f in fields]
                     for j in fine]) if fields else np.zeros((len(fine), 0))
 
     os.makedirs(out_dir, exist_ok=True)
@@ -289,8 +303,10 @@ def aspect_report(dataset, out_dir, top_codes=5, examples=3, words=6, title=None
              "(fine levels; coarse levels repeat them at a lower resolution).", ""]
     if fields:
         lines += ["## What each aspect follows", "",
-                  "Normalised mutual information between the aspect's codes and each item field (0: unrelated, "
-                  "1: the codes are that field). The categories column reads the most specific category.", "",
+                  "Normalised mutual information between the aspect's codes and each item field, above chance (the "
+                  "NMI of the same codes shuffled across items; 0: no more than chance, 1: the codes are that "
+                  "field). The categories column reads the most specific category."
+                  + (f" Not shown: {', '.join(skipped)} (nearly one value per item)." if skipped else ""), "",
                   "| aspect | " + " | ".join(fields) + " | codes used |", "|---|" + "---:|" * (len(fields) + 1)]
         for row, j in enumerate(fine):
             lines.append(f"| {columns[j]} | " + " | ".join(f"{v:.2f}" for v in nmi[row])
@@ -316,6 +332,13 @@ def aspect_report(dataset, out_dir, top_codes=5, examples=3, words=6, title=None
     return written
 
 
+def nmi_above_chance(codes, labels, seed=0):
+    """NMI of ``codes`` with ``labels`` minus that of the same codes shuffled across items: with thousands of
+    codes, even unrelated partitions share information by chance (finite-sample bias)."""
+    shuffled = np.random.default_rng(seed).permutation(codes)
+    return normalized_mutual_information(codes, labels) - normalized_mutual_information(shuffled, labels)
+
+
 def _label_ids(labels):
     index = {}
     return np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.int64)
@@ -339,7 +362,7 @@ def _nmi_heatmap(nmi, aspects, fields, path):
     for (row, col), value in np.ndenumerate(nmi):
         ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < nmi.max() / 2 else "k",
                 fontsize=8)
-    ax.set_title("NMI of each aspect's codes with item fields")
+    ax.set_title("NMI above chance: aspects and item fields")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

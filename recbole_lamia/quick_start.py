@@ -60,7 +60,7 @@ def check_run(model, dataset, config_file_list=None, config_dict=None):
     except ValueError as err:  # RecBole's own checks of eval_args, topk, metrics and the like
         raise UserInputError(first_line(err)) from None
     data_path = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole appended the dataset name
-    check_dataset_available(dataset, data_path)
+    check_dataset_available(dataset, data_path, config["benchmark_filename"])
     validate_config(config)
 
 

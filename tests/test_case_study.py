@@ -105,7 +105,8 @@ def test_aspect_report_writes_markdown_and_png(trained, tmp_path):
     assert markdown.startswith("# tiny")
     for aspect in ("aspect_1", "aspect_2", "aspect_3"):
         assert f"## {aspect}" in markdown
-    assert "| aspect | title | brand | categories | codes used |" in markdown
+    assert "| aspect | brand | categories | codes used |" in markdown  # titles: one per item, not shown
+    assert "Not shown: title" in markdown
     assert written[1].endswith("aspects.png") and os.path.getsize(written[1]) > 1000
     # The biggest code of aspect 1 is reported with its true size.
     codes = dataset.item_semantic_ids[1:, 0].numpy()
@@ -230,3 +231,10 @@ def test_recbole_models_with_other_parameters_load_their_best_checkpoint(tiny_da
     assert 0 <= result["test_result"]["ndcg@10"] <= 1
     (checkpoint,) = glob.glob(str(tmp_path / "saved" / "FDSA-*.pth"))
     assert load_checkpoint(checkpoint)["format"] == "recbole_lamia.checkpoint.v1"
+
+
+def test_nmi_above_chance_is_near_zero_for_unrelated_codes_and_high_for_copies():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 20, 3000)
+    assert abs(case_study.nmi_above_chance(rng.integers(0, 500, 3000), labels)) < 0.05
+    assert case_study.nmi_above_chance(labels * 7 + 3, labels) > 0.8

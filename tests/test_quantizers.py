@@ -193,3 +193,6 @@ def test_multiscale_kmeans_default_coarse_size_follows_the_capped_codebook():
                                                           multiscale_kmeans_coarse_sizes="auto"))
     codes = small.fit_encode(_embeddings(n=20, h=2, d=4))
     assert small.codebook_sizes == [20, 20, 2, 2] and codes.shape == (20, 4) and codes[:, 2:].max() <= 1
+    assert len(np.unique(codes[:, 2])) == 2  # a coarse level of 2 codes, never a constant one
+    two = get_quantizer_class("multiscale_kmeans")(dict(FAST, codebook_size=256, multiscale_kmeans_coarse_sizes="auto"))
+    assert two.fit_encode(_embeddings(n=2, h=2, d=4)).shape == (2, 2)  # 2 fine codes: no coarse level

@@ -96,11 +96,13 @@ def downloadable_datasets():
         return set(yaml.safe_load(f) or {})
 
 
-def check_dataset_available(name, data_path):
-    """Raise ``UserInputError`` (one line) when ``<data_path>/<name>/`` has no ``.inter`` file, the plugin does not
-    ship ``name`` and RecBole cannot download it. ``data_path`` is RecBole's, without the dataset name."""
-    if (name == "ml-100k" or has_atomic_files(data_path, name) or shipped_files(name)
-            or name in downloadable_datasets()):
+def check_dataset_available(name, data_path, benchmark_parts=None):
+    """Raise ``UserInputError`` (one line) when ``<data_path>/<name>/`` has no ``.inter`` file (nor the
+    ``<name>.<part>.inter`` files of ``benchmark_filename``), the plugin does not ship ``name`` and RecBole cannot
+    download it. ``data_path`` is RecBole's, without the dataset name."""
+    parts = [os.path.join(data_path, name, f"{name}.{part}.inter") for part in benchmark_parts or []]
+    if (name == "ml-100k" or has_atomic_files(data_path, name) or (parts and all(map(os.path.isfile, parts)))
+            or shipped_files(name) or name in downloadable_datasets()):
         return
     looked_in = [os.path.abspath(os.path.join(data_path, name))]
     looked_in += [os.path.join(folder, name) for folder in resource_candidates("datasets") if os.path.isdir(folder)]

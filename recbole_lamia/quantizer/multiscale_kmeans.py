@@ -53,8 +53,8 @@ class MultiscaleKMeansQuantizer(KMeansQuantizer):
         """The coarse sizes, checked, and each below the fine size as capped to the ``n`` items."""
         sizes = self.check_params(self.params)
         fine = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)
-        if sizes == "auto":
-            return [max(1, fine // self.AUTO_FRACTION)]
+        if sizes == "auto":  # at least 2 codes; none when the fine codebook itself has only 2
+            return [max(2, fine // self.AUTO_FRACTION)] if fine > 2 else []
         if max(sizes) >= fine:
             raise UserInputError(f"multiscale_kmeans_coarse_sizes {sizes} must be smaller than the fine codebook "
                                  f"size {fine} (codebook_size {self.params['codebook_size']}, {n} items).")
@@ -78,10 +78,14 @@ class MultiscaleKMeansQuantizer(KMeansQuantizer):
 
     def encode(self, embeddings):
         fine = super().encode(embeddings)
+        if not self.coarse_centroids:
+            return fine
         return np.concatenate([fine, np.stack(self._coarse_codes(embeddings), axis=1).astype(np.int64)], axis=1)
 
     def candidates(self, embeddings, n_candidates):
         codes, costs = super().candidates(embeddings, n_candidates)
+        if not self.coarse_centroids:
+            return codes, costs
         coarse = np.stack(self._coarse_codes(embeddings), axis=1).astype(np.int64)
         # A coarse level offers only its own code: moving it would not tell items apart any better.
         coarse_codes = np.repeat(coarse[:, :, None], codes.shape[2], axis=2)

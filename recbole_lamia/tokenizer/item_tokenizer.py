@@ -129,8 +129,8 @@ _ENCODER_FILE_PATTERNS = ("*.safetensors", "*.bin", "config.json", "tokenizer*.j
 
 
 @functools.lru_cache(maxsize=None)
-def _file_digest(path, size, mtime_ns):
-    """SHA-256 of a file, memoised on its size and mtime (the encoder's 90 MB of weights are read once)."""
+def _file_digest(path, size, mtime_ns, ctime_ns, inode):
+    """SHA-256 of a file, memoised on its size, times and inode (the encoder's 90 MB of weights are read once)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -146,7 +146,8 @@ def _encoder_identity(name_or_path):
     identity = {"encoder": name_or_path}
     for file in files:
         stat = os.stat(file)
-        identity[os.path.basename(file)] = _file_digest(file, stat.st_size, stat.st_mtime_ns)
+        identity[os.path.basename(file)] = _file_digest(file, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                                                        stat.st_ino)
     return identity
 
 

@@ -137,10 +137,13 @@ def check_item_text_fields(config, fields):
     loaded by ``load_col``; reads only the header line."""
     name = config["dataset"]
     item_file = os.path.join(config["data_path"], f"{name}.item")
+    if not os.path.isfile(os.path.join(config["data_path"], f"{name}.inter")):
+        return  # to be downloaded, or split into benchmark files: the tokenizer checks the fields once loaded
     if not os.path.isfile(item_file):
         raise UserInputError(f"dataset {name} has no item file ({item_file}): {config['model']} reads item text.")
     with open(item_file, encoding="utf-8") as f:
-        header = [column.split(":")[0] for column in f.readline().rstrip("\n").split("\t")]
+        separator = config["field_separator"] or "\t"
+        header = [column.split(":")[0] for column in f.readline().rstrip("\n").split(separator)]
     missing = [field for field in fields or [] if field not in header]
     if missing:
         raise UserInputError(f"item_text_fields {missing} are not in {item_file}; its fields are {header}.")

@@ -29,10 +29,15 @@ def resource_candidates(name):
     return [os.path.join(PACKAGE_PARENT, name)] + [os.path.join(p, SHARE_NAME, name) for p in _install_prefixes()]
 
 
+# A file that only the plugin's copy of each folder holds: ``site-packages/datasets`` is often another package
+# (Hugging Face's datasets), which a regular install puts exactly where a checkout has its datasets/ folder.
+MARKERS = {"properties": "LAMIA.yaml", "datasets": "build_amazon_beauty.py"}
+
+
 def resource_dir(name):
-    """The first existing candidate folder for ``name`` (``properties`` or ``datasets``); the checkout's
-    folder when none exists, so that messages name where it was expected."""
+    """The first candidate folder for ``name`` (``properties`` or ``datasets``) that holds the plugin's marker
+    file; the checkout's folder when none does, so that messages name where it was expected."""
     for folder in resource_candidates(name):
-        if os.path.isdir(folder):
+        if os.path.isfile(os.path.join(folder, MARKERS[name])):
             return folder
     return resource_candidates(name)[0]
