@@ -26,10 +26,9 @@ from recbole_lamia.utils.checkpoint import (
     CheckpointError,
     check_semantic_ids,
     config_from_checkpoint,
-    first_line,
     load_checkpoint,
 )
-from recbole_lamia.utils.errors import UserInputError
+from recbole_lamia.utils.errors import UserInputError, first_line
 
 
 def load_data_and_model(model_file, model=None, dataset=None, config_overrides=None):

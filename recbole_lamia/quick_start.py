@@ -7,8 +7,7 @@ import urllib.error
 
 from recbole.utils import get_model
 
-from recbole_lamia.utils.checkpoint import first_line
-from recbole_lamia.utils.errors import UserInputError
+from recbole_lamia.utils.errors import UserInputError, first_line
 from recbole_lamia.utils.registration import registered_models
 
 _SUBMODULES = ("general_recommender", "context_aware_recommender", "sequential_recommender",

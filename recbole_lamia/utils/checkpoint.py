@@ -21,7 +21,7 @@ import zipfile
 import numpy as np
 import torch
 
-from recbole_lamia.utils.errors import CheckpointError
+from recbole_lamia.utils.errors import CheckpointError, first_line
 
 CHECKPOINT_FORMAT = "recbole_lamia.checkpoint.v1"
 
@@ -178,11 +178,6 @@ def load_checkpoint(path, map_location="cpu"):
         raise CheckpointError(f"{path} is not a recbole-lamia checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     state["other_parameter"] = decode_other_parameter(state.get("other_parameter"))
     return state
-
-
-def first_line(text):
-    """The first non-empty line of an error text, for one-line messages."""
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "unknown error")
 
 
 def check_semantic_ids(state, model, path="checkpoint"):

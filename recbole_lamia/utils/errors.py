@@ -7,3 +7,8 @@ class UserInputError(ValueError):
 
 class CheckpointError(UserInputError):
     """A checkpoint that is missing, corrupt, unsafe to load, or made for another model, dataset or set of IDs."""
+
+
+def first_line(text):
+    """The first non-empty line of an error text, for one-line messages."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "unknown error")
