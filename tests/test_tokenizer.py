@@ -227,3 +227,35 @@ def test_similar_negatives_group_near_items_and_key_their_own_palette(tiny_data_
     assert similar.semantic_id_report["embedding"]["cached"] is False  # its own cache entry
     assert similar.semantic_id_report["embedding"]["stats"]["negative_groups"] >= 2
     assert not np.array_equal(plain.item_semantic_ids.numpy(), similar.item_semantic_ids.numpy())
+
+
+def test_interrupted_palette_tuning_resumes_from_its_last_epoch(tiny_data_path, tiny_bert_path, tmp_path, monkeypatch,
+                                                                 caplog):
+    import logging
+
+    from recbole_lamia.tokenizer.item_embedder import PaletteEmbedder
+
+    caplog.set_level(logging.INFO)
+    whole = _dataset(tiny_data_path, tiny_bert_path, tmp_path / "whole", palette_epochs=3)
+    save = PaletteEmbedder._save_tuning_point
+
+    def save_then_stop(self, epoch, *args):
+        save(self, epoch, *args)
+        if epoch == 0:
+            raise KeyboardInterrupt  # as Ctrl-C after the first tuning epoch
+
+    monkeypatch.setattr(PaletteEmbedder, "_save_tuning_point", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _dataset(tiny_data_path, tiny_bert_path, tmp_path / "split", palette_epochs=3)
+    cache = tmp_path / "split" / "semantic_ids" / TINY_DATASET
+    assert len(list(cache.glob("palette-*.tuning.pth"))) == 1
+    monkeypatch.setattr(PaletteEmbedder, "_save_tuning_point", save)
+    resumed = _dataset(tiny_data_path, tiny_bert_path, tmp_path / "split", palette_epochs=3)
+    assert "Palette tuning resumes after epoch 0" in caplog.text
+    assert [r["epoch"] for r in resumed.semantic_id_report["embedding"]["history"]] == [0, 1, 2]
+    assert resumed.semantic_id_report["embedding"]["history"] == whole.semantic_id_report["embedding"]["history"]
+    assert np.array_equal(resumed.item_semantic_ids.numpy(), whole.item_semantic_ids.numpy())
+    whole_palette = np.load(next((tmp_path / "whole" / "semantic_ids" / TINY_DATASET).glob("palette-*.npz")))
+    resumed_palette = np.load(next(cache.glob("palette-*.npz")))
+    assert np.array_equal(whole_palette["embeddings"], resumed_palette["embeddings"])
+    assert not list(cache.glob("*.tuning.pth"))  # removed once the palette is cached

@@ -6,6 +6,7 @@
 """
 
 import math
+import os
 import time
 from logging import getLogger
 
@@ -120,11 +121,43 @@ class PaletteEmbedder:
     dropped fields, dropped tokens) and aspect decorrelation; each can be switched off.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, resume_path=None):
         self.params = params
         self.logger = getLogger()
         self.history = []
         self.stats = {}
+        # After every tuning epoch the tuning state is saved here, and an interrupted tuning continues from it.
+        self.resume_path = resume_path
+
+    def _save_tuning_point(self, epoch, step, encoder, decoder, optimizer, generator):
+        from recbole_lamia.utils.checkpoint import CHECKPOINT_FORMAT, plain_value, save_checkpoint
+
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step,
+                         "encoder": encoder.state_dict(), "decoder": decoder.state_dict() if decoder else None,
+                         "optimizer": optimizer.state_dict(), "history": plain_value(self.history),
+                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state()},
+                        self.resume_path)
+
+    def _load_tuning_point(self, encoder, decoder, optimizer, generator):
+        """The epoch and step to continue at, after loading a saved tuning state; ``(0, 0)`` without one."""
+        from recbole_lamia.utils.checkpoint import CheckpointError, load_checkpoint
+
+        if not self.resume_path or not os.path.exists(self.resume_path):
+            return 0, 0
+        try:
+            state = load_checkpoint(self.resume_path)
+        except CheckpointError as err:
+            self.logger.warning(f"Palette tuning starts over: {err}")
+            return 0, 0
+        encoder.load_state_dict(state["encoder"])
+        if decoder is not None:
+            decoder.load_state_dict(state["decoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state["history"])
+        self.logger.info(f"Palette tuning resumes after epoch {state['epoch']} ({self.resume_path}).")
+        return state["epoch"] + 1, state["step"]
 
     def _cache_lower_layers(self, model, tokens, start_layer):
         p = self.params
@@ -221,8 +254,8 @@ class PaletteEmbedder:
         if p["contrastive_negatives"] == "similar" and p["use_contrastive"]:
             groups = similar_item_groups(states, tokens.lengths, max(2, batch_size // 4), int(p["seed"]))
             self.stats["negative_groups"] = len(groups)
-        step = 0
-        for epoch in range(p["palette_epochs"]):
+        first_epoch, step = self._load_tuning_point(encoder, decoder, optimizer, generator)
+        for epoch in range(first_epoch, p["palette_epochs"]):
             encoder.train()
             if decoder is not None:
                 decoder.train()
@@ -272,6 +305,8 @@ class PaletteEmbedder:
                       "aspect_similarity_offdiag": sim}
             self.history.append(record)
             self.logger.info(f"palette tuning {record}")
+            if self.resume_path:  # removed by the tokenizer once the palette is cached
+                self._save_tuning_point(epoch, step, encoder, decoder, optimizer, generator)
 
 
 def similar_item_groups(states, lengths, group_size, seed):

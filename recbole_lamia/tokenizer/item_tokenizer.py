@@ -235,9 +235,12 @@ class ItemTokenizer:
             emb_shape, emb_meta = (emb_entry[0].get("embeddings"), emb_entry[1]) if emb_entry else (None, {})
             emb_meta = dict(emb_meta, cached=True)
         else:
+            tuning_point = os.path.join(cache.directory, f"{emb_name}.tuning.pth")  # an interrupted tuning's state
             embeddings, emb_meta = self._load_or_build(
                 cache, emb_name, emb_key, "embeddings",
-                lambda: self._embed(texts, spans), f"item {p['item_embedding']} embeddings")
+                lambda: self._embed(texts, spans, tuning_point), f"item {p['item_embedding']} embeddings")
+            if os.path.exists(tuning_point):  # the palette is cached now
+                os.remove(tuning_point)
             emb_shape = list(embeddings.shape)
             # The codes entry was looked up above and missed: build it without a second lookup.
             codes, code_meta = self._build_and_store(cache, code_name, code_key, "codes",
@@ -268,8 +271,11 @@ class ItemTokenizer:
         cache.save(name, key, {array_name: array}, meta)
         return array, dict(meta, cached=False)
 
-    def _embed(self, texts, spans):
+    def _embed(self, texts, spans, resume_path=None):
+        """Embed the items; a palette's tuning saves a resume point per epoch at ``resume_path``."""
         embedder = _EMBEDDERS[self.params["item_embedding"]](self.params)
+        if hasattr(embedder, "resume_path"):
+            embedder.resume_path = resume_path
         embeddings = embedder.embed(texts, spans)
         return embeddings, {"stats": embedder.stats, "history": getattr(embedder, "history", []),
                             "n_items": len(texts) - 1}
