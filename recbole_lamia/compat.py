@@ -93,13 +93,19 @@ def patch_recbole_checkpoint_loading():
 
 
 def _saved_dataset_file(config):
-    """The file RecBole's ``create_dataset`` would unpickle (``dataset_save_path`` or its default name)."""
+    """The file RecBole's ``create_dataset`` would unpickle (``dataset_save_path``, or its default name for the
+    dataset class RecBole picks: ``<Model>Dataset``, else the class of the model type)."""
+    from recbole.utils import ModelType
+
     dataset_module = importlib.import_module("recbole.data.dataset")
-    model_class = getattr(dataset_module, f"{config['model']}Dataset", None)
-    names = [model_class.__name__] if model_class else ["Dataset", "SequentialDataset", "KnowledgeBasedDataset"]
-    files = [config["dataset_save_path"]] if config["dataset_save_path"] else [
-        os.path.join(config["checkpoint_dir"], f"{config['dataset']}-{name}.pth") for name in names]
-    return next((f for f in files if os.path.exists(f)), None)
+    dataset_class = getattr(dataset_module, f"{config['model']}Dataset", None)
+    if dataset_class is None:
+        by_type = {ModelType.SEQUENTIAL: "SequentialDataset", ModelType.KNOWLEDGE: "KnowledgeBasedDataset"}
+        name = by_type.get(config["MODEL_TYPE"], "Dataset")
+    else:
+        name = dataset_class.__name__
+    file = config["dataset_save_path"] or os.path.join(config["checkpoint_dir"], f"{config['dataset']}-{name}.pth")
+    return file if os.path.exists(file) else None
 
 
 def _stale_semantic_ids(dataset, config):
