@@ -100,7 +100,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     trainer.saved_model_file = share_from_rank_zero(trainer.saved_model_file)  # RecBole names it by the time
     resume_points = ResumePoints(trainer, train_data)
     start_epoch = resume_points.restore() if resume else 0
-    if start_epoch >= trainer.epochs:
+    if resume and start_epoch >= trainer.epochs:
         # Nothing left to train (the run had stopped early, or reached its epochs). RecBole's fit would first
         # overwrite the best checkpoint with the current weights, so it is not called.
         trainer.eval_collector.data_collect(train_data)
