@@ -231,6 +231,10 @@ def test_recbole_models_with_other_parameters_load_their_best_checkpoint(tiny_da
     assert 0 <= result["test_result"]["ndcg@10"] <= 1
     (checkpoint,) = glob.glob(str(tmp_path / "saved" / "FDSA-*.pth"))
     assert load_checkpoint(checkpoint)["format"] == "recbole_lamia.checkpoint.v1"
+    # recommend works for RecBole's own sequential models too
+    _, model, dataset, *_ = case_study.load_data_and_model(checkpoint)
+    rows = case_study.recommend(model, dataset, ["u3"], k=4)
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4] and all(r["text"] for r in rows)
 
 
 def test_nmi_above_chance_is_near_zero_for_unrelated_codes_and_high_for_copies():

@@ -204,8 +204,9 @@ _NEVER_RESTORED_KEYS = {"save_dataset", "dataset_save_path", "save_dataloaders",
 def config_from_checkpoint(state, overrides=None):
     """A RecBole ``Config`` with the settings a checkpoint was trained with (``overrides`` on top).
 
-    The device is this machine's. The data folder is the one used in training when it still exists; otherwise
-    RecBole's (or the plugin's shipped copy of the dataset).
+    The saved settings go through RecBole's ``Config`` as a ``config_dict``, so its own checks and derived values
+    (negative sampling, evaluation arguments) are as in training. The device is this machine's. The data folder is
+    the one used in training when it still exists; otherwise RecBole's (or the plugin's shipped copy).
     """
     from recbole.config import Config
 
@@ -213,14 +214,13 @@ def config_from_checkpoint(state, overrides=None):
 
     saved = state["config"]
     final, overrides = saved["final_config_dict"], dict(overrides or {})
-    config_dict = {}
+    config_dict = {k: v for k, v in final.items() if k not in _RECOMPUTED_KEYS | _NEVER_RESTORED_KEYS}
+    negatives = final.get("train_neg_sample_args")
+    if isinstance(negatives, dict) and negatives.get("distribution") in (None, "none"):
+        config_dict["train_neg_sample_args"] = None  # RecBole's form of "no negative sampling" as a setting
     data_path = final.get("data_path")
     if data_path and saved["dataset"] != "ml-100k" and os.path.isdir(data_path):
         config_dict["data_path"] = os.path.dirname(os.path.normpath(data_path))
     config_dict.update(overrides)
     with recbole_argv_cleared():
-        config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=config_dict)
-    for key, value in final.items():
-        if key not in _RECOMPUTED_KEYS | _NEVER_RESTORED_KEYS and key not in overrides:
-            config.final_config_dict[key] = value
-    return config
+        return Config(model=saved["model"], dataset=saved["dataset"], config_dict=config_dict)
