@@ -31,7 +31,9 @@ def _file_sha256(path):
     return digest.hexdigest()
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
+    """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it to ``path``: a crash
+    never leaves half a file."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
@@ -61,10 +63,10 @@ class ArrayCache:
     def save(self, name, key, arrays, metadata=None):
         """Store ``arrays`` (dict of numpy arrays) under ``name`` with ``key`` and ``metadata``."""
         npz_path, json_path = self.paths(name)
-        _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+        atomic_write(npz_path, lambda f: np.savez(f, **arrays))
         meta = {"key": key, "sha256": _file_sha256(npz_path),
                 "arrays": {k: list(v.shape) for k, v in arrays.items()}, "metadata": metadata or {}}
-        _atomic_write(json_path, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode("utf-8")))
+        atomic_write(json_path, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode("utf-8")))
 
     def load(self, name, key):
         """Return ``(arrays, metadata)`` if a valid entry for ``key`` exists, else None.

@@ -9,12 +9,12 @@ otherwise into ``$RECBOLE_LAMIA_DATA_CACHE`` (default ``~/.cache/recbole_lamia/d
 import gzip
 import os
 import shutil
-import tempfile
 from logging import getLogger
 
 import recbole
 import yaml
 
+from recbole_lamia.data.cache import atomic_write
 from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.paths import resource_candidates, resource_dir
 
@@ -46,23 +46,18 @@ def has_atomic_files(data_path, name):
 
 
 def _unpack(source, target):
-    """Decompress ``source`` to ``target`` through a temporary file, so a crash leaves no half file; the copy
-    takes the archive's mtime, which tells a later run whether it is current."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".unpack-")
-    try:
-        with os.fdopen(handle, "wb") as out, gzip.open(source, "rb") as src:
+    """Decompress ``source`` to ``target`` atomically; the copy takes the archive's mtime, which tells a later run
+    whether it is current, and ordinary read permissions (the temporary file's are private)."""
+    def decompress(out):
+        with gzip.open(source, "rb") as src:
             shutil.copyfileobj(src, out, length=1 << 20)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the data is not
-        stat = os.stat(source)
-        os.utime(tmp, (stat.st_atime, stat.st_mtime))
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(target, decompress)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(target, 0o666 & ~umask)
+    stat = os.stat(source)
+    os.utime(target, (stat.st_atime, stat.st_mtime))
 
 
 def _is_current(source, target):

@@ -14,13 +14,13 @@ import hashlib
 import os
 import pickle
 import random
-import tempfile
 import warnings
 import zipfile
 
 import numpy as np
 import torch
 
+from recbole_lamia.data.cache import atomic_write
 from recbole_lamia.utils.errors import CheckpointError, first_line
 
 CHECKPOINT_FORMAT = "recbole_lamia.checkpoint.v1"
@@ -139,17 +139,7 @@ def checkpoint_state(trainer, epoch):
 
 def save_checkpoint(state, path):
     """Write ``state`` atomically (a temporary file, then a rename), so a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(os.fspath(path), lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, map_location="cpu"):
