@@ -81,6 +81,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     from recbole_lamia.utils.distributed import is_distributed, share_from_rank_zero
 
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    # RecBole makes these folders with a check-then-create that races when several ranks start at once.
+    for folder in (os.path.join("log", config["model"]), config["checkpoint_dir"]):
+        os.makedirs(folder, exist_ok=True)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
