@@ -5,10 +5,12 @@
 Trains LAMIA (small settings, ``--set`` to change them), then evaluates the test split with RecBole's
 ``Trainer.evaluate`` in each mode: ``full`` (``full_sort_predict``) and the sampled modes (``pop100``, ``uni100``:
 1 positive + 100 negatives per user, rows scored by ``predict``, each user's history repeated once per candidate).
-Each sampled mode runs twice on the same negatives:
+Each sampled mode runs three times on the same negatives:
 
-* before: the per-row ``predict`` LAMIA had up to issue 18 (the encoder runs once per row, ~101 times per user);
-* after: ``LAMIA.predict`` (the encoder runs once per distinct history).
+* before: as up to issue 18: the per-row ``predict`` (the encoder runs once per row, ~101 times per user) and
+  RecBole's own loader, which builds each batch user by user (timed once: it is two orders slower);
+* recbole_loader: ``LAMIA.predict`` (the encoder runs once per distinct history) with RecBole's own loader;
+* after: ``LAMIA.predict`` and the plugin's one-pass loader (``compat.patch_recbole_sampled_eval_collate``).
 
 Each time is the fastest of ``--repeats`` evaluations; ``model_seconds`` is the part spent inside the model's
 scoring call, the rest is RecBole's batching and negative sampling. Writes results/sampled_eval_cost.json.
@@ -31,11 +33,25 @@ def per_row_predict(model, interaction):
     return sum(lp.gather(1, target[:, level:level + 1]).squeeze(1) for level, lp in enumerate(log_probs))
 
 
-def timed_evaluation(trainer, test, scorer, name, repeats, seed):
+def timed_evaluation(trainer, test, scorer, name, repeats, seed, recbole_loader=False):
     """``(seconds, model_seconds, result)`` of the fastest of ``repeats`` test evaluations, with
-    ``trainer.model.<name>`` replaced by ``scorer`` (timed) and the negatives drawn from ``seed`` each time."""
+    ``trainer.model.<name>`` replaced by ``scorer`` (timed) and the negatives drawn from ``seed`` each time;
+    ``recbole_loader``: build the sampled batches with RecBole's own ``collate_fn`` instead of the plugin's."""
+    import functools
+
+    from recbole.data.dataloader import NegSampleEvalDataLoader
     from recbole.utils import init_seed
 
+    plugin_collate = test.collate_fn  # bound when the loader was built
+    if recbole_loader:
+        test.collate_fn = functools.partial(NegSampleEvalDataLoader.collate_fn.recbole_collate_fn, test)
+    try:
+        return _fastest_evaluation(trainer, test, scorer, name, repeats, seed, init_seed)
+    finally:
+        test.collate_fn = plugin_collate
+
+
+def _fastest_evaluation(trainer, test, scorer, name, repeats, seed, init_seed):
     model, best = trainer.model, None
     for _ in range(repeats):
         clock = [0.0]
@@ -105,13 +121,15 @@ def main():
     for mode in args.modes.split(","):
         test = tests[mode]
         row = {"mode": mode, "users": len(test.uid_list), "rows": int(test.uid2items_num.sum()) * test.times}
-        for when, scorer in (("before", lambda interaction: per_row_predict(net, interaction)),
-                             ("after", net.predict)):
+        variants = (("before", lambda interaction: per_row_predict(net, interaction), True, 1),
+                    ("recbole_loader", net.predict, True, args.repeats),
+                    ("after", net.predict, False, args.repeats))
+        for when, scorer, recbole_loader, repeats in variants:
             seconds, model_seconds, result = timed_evaluation(trainers[mode], test, scorer, "predict",
-                                                              args.repeats, seed)
+                                                              repeats, seed, recbole_loader)
             row[when] = {"seconds": round(seconds, 3), "model_seconds": round(model_seconds, 3),
                          "ratio_to_full": round(seconds / full_seconds, 2), "test": result}
-        row["same_metrics"] = row["before"]["test"] == row["after"]["test"]
+        row["same_metrics"] = row["before"]["test"] == row["recbole_loader"]["test"] == row["after"]["test"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = os.path.join(ROOT, "results", "sampled_eval_cost.json")

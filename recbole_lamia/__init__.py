@@ -8,6 +8,7 @@ from recbole_lamia.compat import (
     count_dropped_interactions,
     disable_recbole_anomaly_detection,
     patch_recbole_checkpoint_loading,
+    patch_recbole_sampled_eval_collate,
     patch_recbole_saved_data_loading,
     silence_recbole_chained_fillna_warning,
 )
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 patch_recbole_checkpoint_loading()
 patch_recbole_saved_data_loading()
+patch_recbole_sampled_eval_collate()
 count_dropped_interactions()
 patch_recbole_cpu_distributed()
 disable_recbole_anomaly_detection()

@@ -24,6 +24,12 @@ Each breakage is handled on purpose (see README, "Compatibility"):
   they are read only in a run that sets ``save_dataset`` / ``save_dataloaders`` (the user opted into those
   pickles); otherwise the file is ignored, with a warning, and the data is built afresh. A restored dataset
   whose semantic IDs were made with other tokenizer settings is built afresh too.
+* RecBole's sampled evaluation loader (``NegSampleEvalDataLoader``, modes ``uni100`` / ``pop100``) builds each
+  batch user by user in Python (gather, repeat, join, concatenate), which cost more than the model's scoring.
+  **Shim** (``patch_recbole_sampled_eval_collate``): the same batch, built with one gather and one join; the
+  negatives come from the same per-user sampler calls in the same order, so the draws are identical (tested
+  field by field against RecBole's loader). Cases it does not cover (a batch transform, dynamic negatives,
+  pairwise loaders) keep RecBole's code.
 * RecBole drops interactions whose item (or user) has no row in the ``.item`` (``.user``) file without a word.
   **Shim** (``count_dropped_interactions``): the count is logged as a warning.
 """
@@ -32,6 +38,7 @@ import importlib
 import os
 import warnings
 
+import numpy as np
 import torch
 
 
@@ -187,6 +194,64 @@ def count_dropped_interactions():
 
     _filter_inter_by_user_or_item._recbole_lamia = True
     Dataset._filter_inter_by_user_or_item = _filter_inter_by_user_or_item
+
+
+def _batched_sampled_collate_fn(loader, index):
+    """RecBole's ``NegSampleEvalDataLoader.collate_fn`` for pointwise negative sampling without a transform, built
+    with one gather and one join instead of per user. Each user's rows keep RecBole's layout (its positives, then
+    one block of negatives per positive copy), and the sampler is called per user exactly as RecBole calls it."""
+    from recbole.data.interaction import Interaction
+
+    user_ids = loader.uid_list[np.asarray(index)]
+    counts = np.array([loader.uid2items_num[uid] for uid in user_ids], dtype=np.int64)
+    starts = np.array([loader.uid2index[uid].start for uid in user_ids], dtype=np.int64)
+    # Row i of ``positives`` is the i-th positive of the batch, in RecBole's user order.
+    positive_rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    positives = loader._dataset[torch.from_numpy(positive_rows)]
+    users = positives[loader.uid_field].numpy()
+    items = positives[loader.iid_field]
+
+    times, source_rows, item_blocks = loader.times, [], []
+    first = 0
+    for count in counts:
+        rows = slice(first, first + count)
+        negatives = loader._sampler.sample_by_user_ids(users[rows], items[rows].numpy(), loader.neg_sample_num)
+        source_rows.append(np.tile(np.arange(first, first + count), times))
+        item_blocks += [items[rows], negatives]
+        first += count
+    data = positives[torch.from_numpy(np.concatenate(source_rows))]
+    data.update(Interaction({loader.iid_field: torch.cat(item_blocks).to(items.dtype)}))
+    data = loader._dataset.join(data)
+    labels = torch.cat([torch.cat([torch.ones(count), torch.zeros(count * (times - 1))]) for count in counts])
+    data.update(Interaction({loader.label_field: labels}))
+
+    batch_users = torch.arange(len(user_ids))
+    counts = torch.from_numpy(counts)
+    return data, batch_users.repeat_interleave(counts * times), batch_users.repeat_interleave(counts), items
+
+
+def patch_recbole_sampled_eval_collate():
+    """Let ``NegSampleEvalDataLoader`` build ``uni100`` / ``pop100`` batches in one pass
+    (``_batched_sampled_collate_fn``) where that gives RecBole's batch exactly; every other case runs RecBole's
+    own ``collate_fn``. Idempotent."""
+    from recbole.data.dataloader.general_dataloader import NegSampleEvalDataLoader
+    from recbole.data.transform import Equal
+    from recbole.utils import InputType
+
+    original = NegSampleEvalDataLoader.collate_fn
+    if getattr(original, "_recbole_lamia", False):
+        return
+
+    def collate_fn(self, index):
+        args = self.neg_sample_args
+        batched = (args["distribution"] in ("uniform", "popularity") and args["sample_num"] != "none"
+                   and not args.get("dynamic", False) and self.dl_format == InputType.POINTWISE
+                   and type(self.transform) is Equal)
+        return _batched_sampled_collate_fn(self, index) if batched else original(self, index)
+
+    collate_fn._recbole_lamia = True
+    collate_fn.recbole_collate_fn = original
+    NegSampleEvalDataLoader.collate_fn = collate_fn
 
 
 def silence_ray_pkg_resources_warning():

@@ -118,3 +118,32 @@ def test_mixed_sampled_valid_and_full_test(tiny_data_path, tiny_bert_path, tmp_p
     for result in (valid_result, test_result):
         for metric in METRICS:
             assert 0.0 <= result[metric] <= 1.0
+
+
+@pytest.mark.parametrize("model, mode, split", [("LAMIA", "pop100", SPLIT["split"]),
+                                               ("SASRec", "uni100", {"RS": [0.6, 0.2, 0.2]})])
+def test_batched_sampled_loader_gives_recboles_batches_draw_for_draw(tiny_data_path, tiny_bert_path, tmp_path,
+                                                                     model, mode, split):
+    """The plugin's one-pass ``collate_fn`` (compat.py) against RecBole's own, on the same sampler state: every
+    field of every batch, the user index, the positives and the negatives drawn must be equal."""
+    overrides = {"loss_type": "CE"} if model == "SASRec" else {}
+    config, _, _, test = _prepare(model, tiny_config(tiny_data_path, tiny_bert_path, tmp_path, **overrides,
+                                                     eval_args={**SPLIT, "split": split, "mode": mode},
+                                                     eval_batch_size=1000))
+    recbole_collate = NegSampleEvalDataLoader.collate_fn.recbole_collate_fn
+    batches = []
+    for collate in (NegSampleEvalDataLoader.collate_fn, recbole_collate):
+        init_seed(config["seed"], config["reproducibility"])
+        batches.append([collate(test, index) for index in torch.arange(test.sample_size).split(7).__iter__()])
+    assert len(batches[0]) > 3
+    if "RS" in split:  # users with several test positives, each with its own block of negatives
+        assert any(len(batch[0]) > 7 * 101 for batch in batches[0])
+    for ours, theirs in zip(*batches):
+        assert sorted(ours[0].interaction) == sorted(theirs[0].interaction)  # RecBole concatenates via a set
+        for field in theirs[0].interaction:
+            assert ours[0][field].dtype == theirs[0][field].dtype, field
+            assert torch.equal(ours[0][field], theirs[0][field]), field
+        for mine, recboles in zip(ours[1:], theirs[1:]):
+            assert torch.equal(mine, recboles)
+    labels = batches[0][0][0][config["LABEL_FIELD"]]
+    assert 0 < labels.sum() < len(labels)  # positives and negatives both present

@@ -14,6 +14,7 @@ from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 
 from recbole_lamia import TIGER, TIGERDataset
+from recbole_lamia.model.sequential_recommender.tiger import length_groups
 from tests.conftest import TINY_DATASET, tiny_config
 
 TINY_TIGER = {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_heads": 2, "num_encoder_layers": 1,
@@ -152,6 +153,68 @@ def test_narrow_beam_only_returns_valid_items():
         items, scores = model.beam_search(_histories(model, batch=6))
     assert ((items >= 1) & (items < model.n_items)).all() and torch.isfinite(scores).all()
     assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+
+
+@pytest.mark.parametrize("use_user_token", [False, True])
+def test_cached_beam_search_gives_the_uncached_beams(use_user_token):
+    """The key/value-cached decoder (one new token per beam and level, the beams' cache rows reordered) against
+    rerunning the whole prefix, with a beam narrower than the catalogue so that pruning and reordering matter
+    (beam widths 1, 4, 10, 10: the last level reorders a full beam in place)."""
+    torch.manual_seed(0)
+    model = TIGER(_model_config(beam_size=10, tiger_use_user_token=use_user_token),
+                  _catalogue(n_items=300, level_sizes=(4, 6, 6, 6))).eval()
+    interaction = _histories(model, batch=9)
+    with torch.no_grad():
+        cached = model.beam_search(interaction)
+        uncached = model.beam_search(interaction, use_cache=False)
+    assert torch.equal(cached[0], uncached[0])
+    torch.testing.assert_close(cached[1], uncached[1], atol=1e-5, rtol=1e-5)
+    assert len(set(cached[0][:, 0].tolist())) > 1  # not one answer for every user
+
+
+def test_length_groups_cover_each_row_once_with_room_for_it():
+    lengths = torch.tensor([3, 80, 7, 3, 12, 80, 1, 7, 40])
+    for overhead, expected_groups in ((0, 6), (10 ** 9, 1), (40, None)):
+        groups = length_groups(lengths, overhead)
+        rows = torch.cat([group for group, _ in groups])
+        assert sorted(rows.tolist()) == list(range(len(lengths)))
+        assert all((lengths[group] <= width).all() and lengths[group].max() == width for group, width in groups)
+        if expected_groups is not None:
+            assert len(groups) == expected_groups
+    # The split is optimal: no way of cutting the sorted distinct lengths into runs costs less.
+    distinct = sorted(set(lengths.tolist()))
+    counts = [int((lengths == width).sum()) for width in distinct]
+    costs = []
+    for cuts in itertools.product([False, True], repeat=len(distinct) - 1):
+        cost, rows = 0, 0
+        for index, count in enumerate(counts):
+            rows += count
+            if index == len(counts) - 1 or cuts[index]:
+                cost, rows = cost + 40 + rows * distinct[index], 0
+        costs.append(cost)
+    assert sum(40 + len(group) * width for group, width in length_groups(lengths, 40)) == min(costs)
+
+
+def test_length_grouped_passes_give_the_padded_loss_scores_and_gradients():
+    torch.manual_seed(0)
+    model = TIGER(_model_config(), _catalogue()).eval()  # eval: no dropout, so both passes are deterministic
+    interaction = _histories(model, batch=16)
+    interaction.interaction["item_id"] = torch.randint(1, model.n_items, (16,))
+    results = []
+    for overhead in (10 ** 9, 0):  # one padded pass; one pass per distinct history length
+        model.group_overhead_tokens = overhead
+        model.zero_grad()
+        loss = model.calculate_loss(interaction)
+        loss.backward()
+        with torch.no_grad():
+            beams = model.beam_search(interaction)
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], beams))
+    assert len(model._length_groups(model.encoder_inputs(interaction)[1])) > 2
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for padded, grouped in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(padded, grouped, atol=1e-5, rtol=1e-4)
+    assert torch.equal(results[0][2][0], results[1][2][0])
+    torch.testing.assert_close(results[0][2][1], results[1][2][1], atol=1e-5, rtol=1e-5)
 
 
 def test_user_token_leads_the_encoder_input():

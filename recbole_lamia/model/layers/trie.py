@@ -58,7 +58,9 @@ class PrefixTrie:
 
 
 def constrained_beam_search(trie, level_scorer, batch_size, beam_size, device=None):
-    """Beam search over the trie; ``level_scorer(level, codes_so_far [B, W, level])`` -> ``[B, W, V]`` log-probs.
+    """Beam search over the trie; ``level_scorer(level, codes_so_far [B, W, level], parent)`` -> ``[B, W, V]``
+    log-probs, where ``parent`` ``[B, W]`` says which beam of the previous call each beam extends (``None`` at
+    level 0), so that a scorer with per-beam state (a decoder's key/value cache) can reorder it.
 
     Returns ``(item_ids [B, beam], scores [B, beam])`` sorted best first; slots that could not be
     filled (fewer valid items than the beam) have item -1 and score -inf.
@@ -66,8 +68,9 @@ def constrained_beam_search(trie, level_scorer, batch_size, beam_size, device=No
     nodes = torch.zeros(batch_size, 1, dtype=torch.long, device=device)
     scores = torch.zeros(batch_size, 1, device=device)
     prefix = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
+    parent = None
     for level in range(trie.n_levels):
-        log_probs = level_scorer(level, prefix)  # [B, W, V]
+        log_probs = level_scorer(level, prefix, parent)  # [B, W, V]
         codes, child, valid = trie.children(nodes)  # [B, W, C]
         step = log_probs.gather(-1, codes.clamp(max=log_probs.size(-1) - 1))
         cand = (scores.unsqueeze(-1) + step).masked_fill(~valid, float("-inf"))

@@ -289,7 +289,7 @@ class LAMIA(SequentialRecommender):
     def _beam_scores(self, log_probs):
         batch = log_probs[0].size(0)
 
-        def scorer(level, prefix):
+        def scorer(level, prefix, _parent):  # the levels are predicted in parallel: no per-beam state
             return log_probs[level].unsqueeze(1).expand(-1, prefix.size(1), -1)
 
         items, beam_scores = constrained_beam_search(self.trie, scorer, batch, self.beam_size,

@@ -1,5 +1,7 @@
 """TIGER (Rajput et al., 2023): a T5 encoder-decoder that generates the next item's semantic ID."""
 
+import inspect
+
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -11,6 +13,44 @@ from recbole_lamia.model.sequential_recommender.lamia import distinct_rows, max_
 from recbole_lamia.utils.errors import UserInputError
 
 PAD_TOKEN = 0  # padding, and T5's decoder start token
+# transformers 5 renamed T5's ``past_key_values`` argument and output field to ``cache``.
+_CACHE_ARG = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters \
+    else "past_key_values"
+
+
+def length_groups(lengths, overhead_tokens):
+    """Split rows into groups of similar length, so that each group runs trimmed to its own longest row.
+
+    ``lengths`` ``[B]``: tokens in use per row. Returns ``[(rows, width)]``, rows as an index tensor. The split
+    minimises the sum over groups of ``overhead_tokens + len(rows) * width`` (padding computed plus a fixed cost
+    per pass), by dynamic programming over the distinct lengths, of which there are few.
+    """
+    widths, inverse, counts = torch.unique(lengths, return_inverse=True, return_counts=True)
+    widths, counts = widths.tolist(), counts.tolist()
+    best = [0.0] + [float("inf")] * len(widths)  # best[j]: cost of the j shortest distinct lengths
+    cut = [0] * (len(widths) + 1)
+    for j in range(1, len(widths) + 1):
+        rows = 0
+        for i in range(j, 0, -1):  # the last group holds distinct lengths i-1 .. j-1
+            rows += counts[i - 1]
+            cost = best[i - 1] + overhead_tokens + rows * widths[j - 1]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i - 1
+    groups, j = [], len(widths)
+    while j > 0:
+        i = cut[j]
+        in_group = (inverse >= i) & (inverse < j)
+        groups.append((in_group.nonzero().squeeze(1), max(1, widths[j - 1])))
+        j = i
+    return groups
+
+
+def _reorder_cache(cache, rows):
+    """Select decoder rows ``rows`` of a key/value cache (a ``Cache`` object, or transformers 4's tuples)."""
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(rows)
+        return cache
+    return tuple(tuple(state.index_select(0, rows) for state in layer) for layer in cache)
 
 
 class TIGER(SequentialRecommender):
@@ -28,6 +68,8 @@ class TIGER(SequentialRecommender):
     input_type = InputType.POINTWISE
     # Upper bound on the decoder rows (users x beams) of one beam-search pass; bounds memory.
     max_beam_rows = 4096
+    # Cost of one extra pass, in encoder tokens, when a batch is split by history length (``length_groups``).
+    group_overhead_tokens = 1024
 
     @classmethod
     def check_config(cls, config):
@@ -66,7 +108,7 @@ class TIGER(SequentialRecommender):
             relative_attention_num_buckets=config["relative_attention_num_buckets"] or 32,
             feed_forward_proj="relu", pad_token_id=PAD_TOKEN, decoder_start_token_id=PAD_TOKEN,
             eos_token_id=None,  # IDs have a fixed length, so generation needs no end token
-            use_cache=False,  # the beam search reruns the short decoder prefix, so a key/value cache is unused
+            use_cache=False,  # only the beam search uses the decoder's key/value cache, and asks for it
         )
         self.t5 = T5ForConditionalGeneration(t5_config)
         self._trie = None
@@ -93,6 +135,12 @@ class TIGER(SequentialRecommender):
         hidden = self.t5.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden, attention_mask
 
+    def _length_groups(self, attention_mask):
+        """``length_groups`` of the rows of ``attention_mask``: each row's width is its last real token + 1
+        (histories are left-aligned, so what lies beyond is padding that no real token attends to)."""
+        positions = torch.arange(1, attention_mask.size(1) + 1, device=attention_mask.device)
+        return length_groups((positions * attention_mask).amax(1), self.group_overhead_tokens)
+
     def _token_log_probs(self, hidden, attention_mask, target_tokens):
         """``[B, L]`` teacher-forced log-probabilities of ``target_tokens`` over the full vocabulary."""
         logits = self.t5(encoder_outputs=(hidden,), attention_mask=attention_mask,
@@ -102,11 +150,17 @@ class TIGER(SequentialRecommender):
     # --- training -----------------------------------------------------------------------------------
 
     def calculate_loss(self, interaction):
+        """Mean token cross-entropy of the batch, computed over groups of similar history length, each trimmed
+        to its longest history: the same loss as one padded pass, with far less padding."""
         input_ids, attention_mask = self.encoder_inputs(interaction)
         target_tokens = self.item_tokens[interaction[self.POS_ITEM_ID]]
-        logits = self.t5(input_ids=input_ids, attention_mask=attention_mask,
-                         decoder_input_ids=self._decoder_inputs(target_tokens)).logits
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_tokens.reshape(-1))
+        loss = 0.0
+        for rows, width in self._length_groups(attention_mask):
+            targets = target_tokens[rows]
+            logits = self.t5(input_ids=input_ids[rows, :width], attention_mask=attention_mask[rows, :width],
+                             decoder_input_ids=self._decoder_inputs(targets)).logits
+            loss = loss + F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+        return loss / target_tokens.numel()
 
     # --- inference ----------------------------------------------------------------------------------
 
@@ -130,35 +184,58 @@ class TIGER(SequentialRecommender):
             self._trie.to(self.item_codes.device)
         return self._trie
 
-    def beam_search(self, interaction):
-        """``(items [B, beam], log_probs [B, beam])``, best first; every item is real (-1 pads a short beam)."""
-        hidden, attention_mask = self._encode(interaction)
+    def beam_search(self, interaction, use_cache=True):
+        """``(items [B, beam], log_probs [B, beam])``, best first; every item is real (-1 pads a short beam).
+
+        Users are grouped by history length (each group's encoder pass trimmed to its longest history) and at
+        most ``max_beam_rows`` decoder rows run at once. ``use_cache=False`` reruns the decoder on the whole
+        prefix at every level instead of one new token per beam (the same beams, slower; kept for tests).
+        """
+        input_ids, attention_mask = self.encoder_inputs(interaction)
+        users = input_ids.size(0)
+        items = torch.full((users, self.beam_size), -1, dtype=torch.long, device=input_ids.device)
+        scores = torch.full((users, self.beam_size), float("-inf"), device=input_ids.device)
         users_per_pass = max(1, self.max_beam_rows // self.beam_size)
-        items, scores = [], []
-        for start in range(0, hidden.size(0), users_per_pass):
-            chunk = slice(start, start + users_per_pass)
-            chunk_items, chunk_scores = self._beam_search_encoded(hidden[chunk], attention_mask[chunk])
-            items.append(chunk_items)
-            scores.append(chunk_scores)
-        return torch.cat(items), torch.cat(scores)
+        for group, width in self._length_groups(attention_mask):
+            for rows in group.split(users_per_pass):
+                mask = attention_mask[rows, :width]
+                hidden = self.t5.get_encoder()(input_ids=input_ids[rows, :width], attention_mask=mask).last_hidden_state
+                found, found_scores = self._beam_search_encoded(hidden, mask, use_cache)
+                items[rows, :found.size(1)] = found
+                scores[rows, :found.size(1)] = found_scores
+        return items, scores
 
-    def _beam_search_encoded(self, hidden, attention_mask):
-        batch = hidden.size(0)
+    def _decode(self, hidden, attention_mask, decoder_input_ids, cache=None, use_cache=False):
+        """``(logits of the last decoder position, key/value cache)`` for ``decoder_input_ids``."""
+        output = self.t5(encoder_outputs=(hidden,), attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                         use_cache=use_cache, **{_CACHE_ARG: cache})
+        return output.logits[:, -1], getattr(output, _CACHE_ARG) if use_cache else None
 
-        def level_scorer(level, prefix):
-            # Run the decoder on [start, prefix tokens] for all batch x beam rows at once; the encoder
-            # output was computed once per user and is only repeated here.
+    def _beam_search_encoded(self, hidden, attention_mask, use_cache=True):
+        batch, device = hidden.size(0), hidden.device
+        state = {"cache": None, "width": 1}
+
+        def level_scorer(level, prefix, parent):
             width = prefix.size(1)
-            prefix_tokens = (prefix + self.level_offsets[:level]).reshape(batch * width, level)
-            decoder_input = torch.cat([prefix_tokens.new_full((batch * width, 1), PAD_TOKEN), prefix_tokens], 1)
-            logits = self.t5(encoder_outputs=(hidden.repeat_interleave(width, 0),),
-                             attention_mask=attention_mask.repeat_interleave(width, 0),
-                             decoder_input_ids=decoder_input).logits[:, -1]
+            user = torch.arange(batch, device=device).repeat_interleave(width)
+            if not use_cache:  # the whole prefix, [start, prefix tokens], for all batch x beam rows
+                prefix_tokens = (prefix + self.level_offsets[:level]).reshape(batch * width, level)
+                decoder_input = torch.cat([prefix_tokens.new_full((batch * width, 1), PAD_TOKEN), prefix_tokens], 1)
+                logits, _ = self._decode(hidden[user], attention_mask[user], decoder_input)
+            elif level == 0:  # the start token, once per user; the cache then holds the cross-attention keys
+                logits, state["cache"] = self._decode(hidden, attention_mask, hidden.new_full(
+                    (batch, 1), PAD_TOKEN, dtype=torch.long), use_cache=True)
+            else:  # each beam's cache row is its parent's; the decoder reads only the newest token
+                beam_rows = (torch.arange(batch, device=device).unsqueeze(1) * state["width"] + parent).reshape(-1)
+                cache = _reorder_cache(state["cache"], beam_rows)
+                newest = (prefix[:, :, -1] + self.level_offsets[level - 1]).reshape(batch * width, 1)
+                logits, state["cache"] = self._decode(hidden[user], attention_mask[user], newest, cache, True)
+            state["width"] = width
             offset, size = int(self.level_offsets[level]), self.level_sizes[level]
             log_probs = F.log_softmax(logits, dim=-1)[:, offset:offset + size]
             return log_probs.reshape(batch, width, size)
 
-        return constrained_beam_search(self.trie, level_scorer, batch, self.beam_size, device=hidden.device)
+        return constrained_beam_search(self.trie, level_scorer, batch, self.beam_size, device=device)
 
     def full_sort_predict(self, interaction):
         items, beam_scores = self.beam_search(interaction)
