@@ -13,6 +13,9 @@
 # A job is "GROUP ROW [leaderboard arguments]" (the JOBS environment variable, one per line; unset, DEFAULT_JOBS
 # from default_jobs.sh).
 # A group is one table: rows of a group share its --out_dir, under the table's file lock.
+# The group "cli" is not a table: "cli MODEL [arguments]" runs the user's command,
+# run_recbole_lamia.py --model=MODEL --dataset=$DATASET ... [arguments] (for example --nproc=1, the distributed
+# path on one GPU), with its own checkpoint folder; its log comes back in rows.tar.gz (logs/cli_MODEL.log).
 # Checkpoints stay in /tmp/ckpt on the device and are lost when the machine goes back (over 16 MiB each).
 #
 # Environment knobs: MAX_MIN (default 5; the per-row training budget), HARD_LIMIT_S (default 550: every job
@@ -115,6 +118,14 @@ main() {
         # shellcheck disable=SC2086  # extra is split into arguments on purpose
         # Jobs started with & in a script ignore SIGINT, and Python then never raises KeyboardInterrupt: the
         # wrapper restores the default first, so that the hard limit gives an error row instead of a SIGKILL.
+        if [ "$group" = cli ]; then
+            python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
+            timeout -s INT -k 20 "$left" python3 run_recbole_lamia.py --model="$row" --dataset="$DATASET" \
+                --data_path="$DATA" --semantic_id_cache_dir=saved/benchmark_semantic_ids \
+                --checkpoint_dir="$CKPT/cli_$row" $extra > "$LOGS/${group}_$row.log" 2>&1 &
+            pids+=($!); names+=("${group}_$row")
+            continue
+        fi
         python3 -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])' \
         timeout -s INT -k 20 "$left" python3 -m recbole_lamia.leaderboard --dataset="$DATASET" --data_path="$DATA" \
             --models="$row" --max_minutes="$MAX_MIN" --cold_start_ratio=0 --threads=1 \
@@ -147,7 +158,7 @@ main() {
     cp "$LOGS"/*.log "$RES/logs/" 2>/dev/null
     (cd "$CKPT" && find . \( -name log.txt -o -name result.json \) -print0 | xargs -0 -r tar -cf "$RES/logs/rows.tar")
     tar -czf "$OUT/rows.tar.gz" -C "$RES" .
-    for group in $(echo "$JOBS" | awk 'NF {print $1}' | sort -u); do
+    for group in $(echo "$JOBS" | awk 'NF && $1 != "cli" {print $1}' | sort -u); do
         cp "$RES/$group/$DATASET.csv" "$OUT/$group.csv" 2>/dev/null
         echo "== $group"; cut -d, -f1-12 "$RES/$group/$DATASET.csv" 2>/dev/null
     done
