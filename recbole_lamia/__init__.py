@@ -12,8 +12,9 @@ from recbole_lamia.compat import (
     patch_recbole_saved_data_loading,
     silence_recbole_chained_fillna_warning,
 )
-from recbole_lamia.data.dataset import LAMIADataset, TIGERDataset
+from recbole_lamia.data.dataset import LAMIADataset, TextKNNDataset, TIGERDataset
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+from recbole_lamia.model.sequential_recommender.textknn import TextKNN
 from recbole_lamia.model.sequential_recommender.tiger import TIGER
 from recbole_lamia.utils.distributed import patch_recbole_cpu_distributed
 from recbole_lamia.utils.registration import (
@@ -37,5 +38,8 @@ register_model(LAMIA)
 register_dataset(LAMIADataset, "LAMIA")
 register_model(TIGER)
 register_dataset(TIGERDataset, "TIGER")
+register_model(TextKNN)
+register_dataset(TextKNNDataset, "TextKNN")
 
-__all__ = ["LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "registered_models", "__version__"]
+__all__ = ["LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "TextKNN", "TextKNNDataset", "registered_models",
+           "__version__"]

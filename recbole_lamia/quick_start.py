@@ -1,5 +1,6 @@
 """Entry points that wrap RecBole's quick start with the plugin registered."""
 
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -68,6 +69,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     every validated epoch (``recbole_lamia.trainer.resume``); ``resume=True`` continues an interrupted run of the
     same settings from its last one. Returns RecBole's result dict.
 
+    With ``cold_start_ratio`` > 0 in the config, a seeded share of items is kept out of training
+    (``recbole_lamia.data.cold_start``) and the result also holds ``cold_test_result``, the test metrics over the
+    ``cold_test_cases`` test cases whose target is one of those items.
+
     A failed download of a RecBole dataset (no network) becomes a ``UserInputError``.
     """
     from logging import getLogger
@@ -77,6 +82,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import get_trainer, init_logger, init_seed
 
+    from recbole_lamia.data.cold_start import cold_start_build, cold_start_settings, cold_test_loader, select_cold_items
     from recbole_lamia.trainer import ResumePoints
     from recbole_lamia.utils.distributed import is_distributed, share_from_rank_zero
 
@@ -95,7 +101,12 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
                              f"({err.reason}). Put its atomic files in <data_path>/{dataset}/ and pass "
                              "--data_path=<data_path>.") from None
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    cold_ratio, cold_seed = cold_start_settings(config)
+    cold_items = select_cold_items(data, cold_ratio, cold_seed) if cold_ratio > 0 else []
+    with cold_start_build(cold_items) if len(cold_items) else contextlib.nullcontext() as split_figures:
+        train_data, valid_data, test_data = data_preparation(config, data)
+    if len(cold_items):
+        logger.info(f"cold-start split: {len(cold_items)} items never in training ({split_figures})")
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
@@ -117,14 +128,23 @@ def run(model, dataset, config_file_list=None, config_dict=None, saved=True, res
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(f"best valid : {best_valid_result}")
     logger.info(f"test result: {test_result}")
-    return {"best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
-            "best_valid_result": best_valid_result, "test_result": test_result}
+    result = {"best_valid_score": best_valid_score, "valid_score_bigger": config["valid_metric_bigger"],
+              "best_valid_result": best_valid_result, "test_result": test_result}
+    if len(cold_items):
+        cold_loader, cold_cases = cold_test_loader(config, test_data, cold_items)
+        result["cold_test_cases"] = cold_cases
+        if cold_loader is not None:  # the best model is loaded already
+            result["cold_test_result"] = trainer.evaluate(cold_loader, load_best_model=False, show_progress=False)
+            logger.info(f"cold test result ({cold_cases} test cases): {result['cold_test_result']}")
+    return result
 
 
 def format_summary(model, dataset, result):
-    """Two lines with valid and test Recall@10 and NDCG@10."""
+    """Valid and test Recall@10 and NDCG@10, one line each (and the cold-start test cases', when measured)."""
     lines = [f"{model} on {dataset}:"]
-    for split in ("best_valid_result", "test_result"):
+    for split in ("best_valid_result", "test_result", "cold_test_result"):
+        if split == "cold_test_result" and split not in result:
+            continue
         values = result.get(split) or {}
         shown = ", ".join(f"{k}={values[k]:.4f}" for k in ("recall@10", "ndcg@10") if k in values)
         lines.append(f"  {split.replace('best_', '').replace('_result', '')}: {shown}")

@@ -38,6 +38,8 @@ BAD_INPUTS = [
     (["--model=TIGER", "--beam_size=5"], "beam_size (5) must be >= the largest topk (10)"),
     (["--text_encoder=/no/such/encoder"], "text_encoder '/no/such/encoder' is neither a local folder"),
     (["--item_text_fields=[movie_title,nope]"], "item_text_fields ['nope'] are not in"),
+    (["--cold_start_ratio=1.5"], "cold_start_ratio must be a number in [0, 1), got 1.5"),
+    (["--model=TextKNN", "--textknn_history_items=0"], "textknn_history_items must be an integer >= 1, got 0"),
 ]
 
 

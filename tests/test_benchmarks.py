@@ -41,7 +41,8 @@ def test_device_staging_reads_the_rows_gpu_rows_will_run():
         cwd=os.path.dirname(BENCHMARKS), capture_output=True, text=True, check=True).stdout
     rows = stage_cache.rows_from_jobs(default_jobs)
     assert ("TIGER", 2020, {}, {}) in rows and ("LAMIA", 2020, {}, {"codebook_size": 4096}) in rows
-    assert rows.count(("LAMIA", 2020, {}, {})) == 1  # the main and cold LAMIA jobs load the same IDs: staged once
+    assert rows.count(("LAMIA", 2020, {}, {})) == 1  # the main, cold and cli LAMIA jobs load the same IDs: staged once
+    assert "cli LAMIA --nproc=1 --world_size=1" in default_jobs  # the user's command through the distributed path
     # A shared --set stays apart from a ROW:KEY one: the row's own settings come between them.
     jobs = """t_a LAMIA --set LAMIA:codebook_size=1024 --set TIGER:epochs=2 --max_minutes=3
               t_b LAMIA-rqvae --set=codebook_size=8 --seed=3

@@ -18,14 +18,14 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 import recbole_lamia.leaderboard.trainer as lb_trainer
-from recbole_lamia.leaderboard import RowSpec, run_leaderboard
-from recbole_lamia.leaderboard.cold_start import (
+from recbole_lamia.data.cold_start import (
     cold_set_hash,
     cold_start_build,
     cold_test_loader,
     eligible_items,
     select_cold_items,
 )
+from recbole_lamia.leaderboard import RowSpec, run_leaderboard
 from tests.conftest import TINY_DATASET, tiny_config
 
 
@@ -408,12 +408,14 @@ def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_
         users, items, ranks = target_ranks(model, test_data, dataset.item_num, dataset.uid_field, config["device"])
         assert len(set(users.tolist())) == len(users) and (items > 0).all() and (ranks >= 1).all()
         metrics = per_user_metrics(ranks, [5, 10])
-        for metric, values in metrics.items():  # the reloaded best checkpoint reproduces RecBole's test metrics
-            assert round(float(values.mean()), 4) == pytest.approx(float(table[name][f"test_{metric}"]), abs=1e-4)
+        # The reloaded best checkpoint reproduces RecBole's test metrics. Both sides are rounded to 4 decimals on
+        # their own (RecBole's mean in float32), so a value on a rounding boundary may differ by one last digit.
+        for metric, values in metrics.items():
+            assert round(float(values.mean()), 4) == pytest.approx(float(table[name][f"test_{metric}"]), abs=1.5e-4)
         # ... and, on the validation split, the best valid NDCG@10 it was chosen by
         _, _, valid_ranks = target_ranks(model, phase.valid_data, dataset.item_num, dataset.uid_field, config["device"])
         valid_ndcg = float(per_user_metrics(valid_ranks, [10])["ndcg@10"].mean())
-        assert round(valid_ndcg, 4) == pytest.approx(float(table[name]["best_valid_ndcg@10"]), abs=1e-4)
+        assert round(valid_ndcg, 4) == pytest.approx(float(table[name]["best_valid_ndcg@10"]), abs=1.5e-4)
         order = np.argsort(dataset.id2token(dataset.uid_field, users))
         per_user[name] = {metric: values[order] for metric, values in metrics.items()}
 

@@ -36,7 +36,9 @@ def rows_from_jobs(jobs):
     line), each distinct one once: the job's ``--seed``, its ``--set KEY=VALUE`` overrides (below the row's own
     settings, as in the leaderboard) and its ``--set ROW:KEY=VALUE`` ones for its own row (above them). The
     arguments are split on whitespace, as ``gpu_rows.sh`` splits them, and read by the leaderboard's own parser, so
-    an argument the leaderboard would refuse fails here, before the device is started."""
+    an argument the leaderboard would refuse fails here, before the device is started. A ``cli`` job (the user's
+    command, ``run_recbole_lamia.py``) loads the row's default IDs: its arguments must be training settings
+    (``--epochs``, ``--nproc``, ...), which do not change the IDs."""
     parser = build_parser()
     rows = []
     for line in jobs.splitlines():
@@ -45,7 +47,12 @@ def rows_from_jobs(jobs):
             continue
         if len(words) < 2:
             raise SystemExit(f"job {line.strip()!r}: expected GROUP ROW [leaderboard arguments]")
-        _, row, *arguments = words
+        group, row, *arguments = words
+        if group == "cli":
+            entry = (row, 2020, {}, {})
+            if entry not in rows:
+                rows.append(entry)
+            continue
         known = parser.parse_args(arguments)
         if known.config_files:
             raise SystemExit(f"job {line.strip()!r}: --config_files is not staged; put the settings in --set")

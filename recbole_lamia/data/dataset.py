@@ -36,6 +36,28 @@ class SemanticIDDataset(SequentialDataset):
         return datasets
 
 
+class TextEmbeddingDataset(SequentialDataset):
+    """A ``SequentialDataset`` that embeds each item's text after RecBole's own preprocessing (no quantizer).
+
+    Attributes:
+        item_text_embeddings (torch.FloatTensor): ``[item_num, h, dim]`` (``item_embedding: sentence``: h = 1);
+            row 0, RecBole's padding item, is what the embedder gives an empty text.
+    """
+
+    def __init__(self, config):
+        warn_unknown_plugin_keys(config)
+        self.tokenizer_params = tokenizer_params(config)
+        super().__init__(config)
+        tokenizer = ItemTokenizer(self.tokenizer_params)
+        with rank_zero_first():
+            self.item_text_embeddings = torch.from_numpy(np.asarray(tokenizer.embed(self), dtype=np.float32))
+        self.text_embedding_report = tokenizer.report
+
+
+class TextKNNDataset(TextEmbeddingDataset):
+    """Dataset for the TextKNN content baseline (see ``properties/TextKNN.yaml``)."""
+
+
 class LAMIADataset(SemanticIDDataset):
     """Dataset for LAMIA: item palette + per-aspect k-means by default (see ``properties/LAMIA.yaml``)."""
 

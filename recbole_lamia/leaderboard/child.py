@@ -130,7 +130,7 @@ def phase_data_and_model(config, dataset, cold, split_stats=None):
     from recbole.data import data_preparation
     from recbole.utils import get_model, init_seed
 
-    from recbole_lamia.leaderboard.cold_start import cold_start_build, select_cold_items
+    from recbole_lamia.data.cold_start import cold_start_build, select_cold_items
 
     ratio = float(cold.get("ratio") or 0.0)
     cold_items = select_cold_items(dataset, ratio, cold.get("seed", config["seed"])) if ratio > 0 else np.zeros(0)
@@ -151,7 +151,7 @@ def run_phase(spec, progress=print):
     from recbole.utils import get_trainer, init_logger
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and TIGER)
-    from recbole_lamia.leaderboard.cold_start import cold_set_hash, cold_test_loader
+    from recbole_lamia.data.cold_start import cold_set_hash, cold_test_loader
     from recbole_lamia.leaderboard.trainer import leaderboard_trainer
     from recbole_lamia.quick_start import check_model_name
 

@@ -30,6 +30,7 @@ ROWS = {
     "GRU4Rec": RowSpec("GRU4Rec", {"loss_type": "CE"}, "RecBole GRU4Rec"),
     "FDSA": RowSpec("FDSA", {"loss_type": "CE", "selected_features": "auto"},
                     "RecBole FDSA, feature-aware (categorical item fields)"),
+    "TextKNN": RowSpec("TextKNN", {}, "content baseline: items nearest by text to the last history item, untrained"),
     "LAMIA-no-recon": RowSpec("LAMIA", {"use_text_reconstruction": False}, "ablation: no text reconstruction"),
     "LAMIA-no-contrastive": RowSpec("LAMIA", {"use_contrastive": False}, "ablation: no contrastive term"),
     # RQ-VAE with TIGER's settings (3 levels x 256 codes + a collision token), also where a dataset file

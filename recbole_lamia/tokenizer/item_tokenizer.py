@@ -203,8 +203,8 @@ class ItemTokenizer:
         settings["seed"] = p["seed"]
         return stable_hash("codes-v1", embedding_key, settings)
 
-    def tokenize(self, dataset):
-        """Return semantic IDs ``[item_num, L]`` int64; row 0 (RecBole's padding item) is -1."""
+    def _item_texts(self, dataset):
+        """``(texts, spans)`` of every item, from ``item_text_fields`` or, unset, the text-like fields."""
         p = self.params
         fields = p["item_text_fields"]
         if not fields:
@@ -214,7 +214,28 @@ class ItemTokenizer:
                                      "or token_seq field besides the item id. Set item_text_fields.")
             self.logger.info(f"item_text_fields is not set: reading the item's text from {fields}.")
         builder = ItemTextBuilder(fields, p["item_text_separator"], p["item_text_ignore_values"])
-        texts, spans = builder.build(dataset)
+        return builder.build(dataset)
+
+    def embed(self, dataset):
+        """Return the item embeddings ``[item_num, h, dim]`` float (row 0 is RecBole's padding item), from the
+        cache when it holds them; the quantizer does not run."""
+        texts, spans = self._item_texts(dataset)
+        cache = ArrayCache(os.path.join(self.params["semantic_id_cache_dir"], dataset.dataset_name))
+        emb_key = self.embedding_key(texts)
+        emb_name = self.embedding_entry(emb_key)
+        tuning_point = os.path.join(cache.directory, f"{emb_name}.tuning.pth")
+        embeddings, emb_meta = self._load_or_build(
+            cache, emb_name, emb_key, "embeddings", lambda: self._embed(texts, spans, tuning_point),
+            f"item {self.params['item_embedding']} embeddings")
+        if os.path.exists(tuning_point):
+            os.remove(tuning_point)
+        self.report = {"embedding": emb_meta, "embedding_shape": list(embeddings.shape)}
+        return embeddings
+
+    def tokenize(self, dataset):
+        """Return semantic IDs ``[item_num, L]`` int64; row 0 (RecBole's padding item) is -1."""
+        p = self.params
+        texts, spans = self._item_texts(dataset)
         cache = ArrayCache(os.path.join(p["semantic_id_cache_dir"], dataset.dataset_name))
 
         emb_key = self.embedding_key(texts)

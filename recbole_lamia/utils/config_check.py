@@ -28,9 +28,10 @@ def _yaml_keys(pattern_dirs):
 
 def plugin_keys():
     """Every config key this plugin defines (tokenizer defaults and the plugin's YAML files)."""
+    from recbole_lamia.data.cold_start import COLD_START_DEFAULTS
     from recbole_lamia.tokenizer.item_tokenizer import TOKENIZER_DEFAULTS
 
-    return frozenset(TOKENIZER_DEFAULTS) | _yaml_keys((PROPERTIES_DIR,))
+    return frozenset(TOKENIZER_DEFAULTS) | frozenset(COLD_START_DEFAULTS) | _yaml_keys((PROPERTIES_DIR,))
 
 
 def recbole_keys():
@@ -121,6 +122,9 @@ def validate_config(config):
     _require(name in metrics and (not k or (k.isdigit() and int(k) in ks)), "valid_metric", valid_metric,
              f"one of metrics {config['metrics']} at one of topk {ks} (e.g. {config['metrics'][0]}@{ks[0]})"
              if metrics else "one of the configured metrics")
+    from recbole_lamia.data.cold_start import cold_start_settings
+
+    cold_start_settings(config)
     model_class = getattr(config, "model_class", None)
     if hasattr(model_class, "check_config"):
         from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params

@@ -1,4 +1,5 @@
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+from recbole_lamia.model.sequential_recommender.textknn import TextKNN
 from recbole_lamia.model.sequential_recommender.tiger import TIGER
 
-__all__ = ["LAMIA", "TIGER"]
+__all__ = ["LAMIA", "TIGER", "TextKNN"]

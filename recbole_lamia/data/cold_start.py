@@ -32,6 +32,11 @@ How the split is made (also in ``results/README.md``):
 4. **Cold metrics.** Recall@10 and NDCG@10 over the test cases whose target is a cold item (full ranking
    over all items, as for the main metrics), from the same best-validation checkpoint as the test row.
 
+Any run can use it, not only the leaderboard: ``cold_start_ratio`` (and ``cold_start_seed``) in the config of
+``run_recbole_lamia.py`` / ``recbole_lamia.quick_start.run`` train on the cold-start split and add
+``cold_test_result`` (and ``cold_test_cases``) to the result; in your own script, build the loaders inside
+``cold_start_build(select_cold_items(...))`` and evaluate ``cold_test_loader(...)`` with any RecBole trainer.
+
 Item content is not interaction data: the semantic-ID tokenizers (LAMIA's palette, TIGER's RQ-VAE) and
 FDSA's item features still see every item, which is the point of a cold-start comparison. Negative
 sampling is off (cross-entropy over all items), so a cold item's ID embedding only ever gets gradients
@@ -44,6 +49,22 @@ import numpy as np
 import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.data.utils import get_dataloader
+
+# Config keys of the cold-start split, with their defaults (no split; the run's seed).
+COLD_START_DEFAULTS = {"cold_start_ratio": 0.0, "cold_start_seed": None}
+
+
+def cold_start_settings(config):
+    """``(ratio, seed)`` of the cold-start split a config asks for; a bad ratio is one ``UserInputError`` line."""
+    from recbole_lamia.utils.errors import UserInputError
+
+    ratio, seed = config["cold_start_ratio"], config["cold_start_seed"]
+    ratio = COLD_START_DEFAULTS["cold_start_ratio"] if ratio is None else ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise UserInputError(f"cold_start_ratio must be a number in [0, 1), got {ratio!r}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise UserInputError(f"cold_start_seed must be an integer, got {seed!r}.")
+    return float(ratio), config["seed"] if seed is None else seed
 
 
 def eligible_items(dataset):
