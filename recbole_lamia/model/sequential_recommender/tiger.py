@@ -1,21 +1,17 @@
 """TIGER (Rajput et al., 2023): a T5 encoder-decoder that generates the next item's semantic ID."""
 
-import inspect
-
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch.nn import functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 
+from recbole_lamia.model.layers.t5_decoding import T5BeamDecoder
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
 from recbole_lamia.model.sequential_recommender.lamia import distinct_rows, max_topk, require_semantic_ids
 from recbole_lamia.utils.errors import UserInputError
 
 PAD_TOKEN = 0  # padding, and T5's decoder start token
-# transformers 5 renamed T5's ``past_key_values`` argument and output field to ``cache``.
-_CACHE_ARG = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters \
-    else "past_key_values"
 
 
 def length_groups(lengths, overhead_tokens):
@@ -43,14 +39,6 @@ def length_groups(lengths, overhead_tokens):
         groups.append((in_group.nonzero().squeeze(1), max(1, widths[j - 1])))
         j = i
     return groups
-
-
-def _reorder_cache(cache, rows):
-    """Select decoder rows ``rows`` of a key/value cache (a ``Cache`` object, or transformers 4's tuples)."""
-    if hasattr(cache, "reorder_cache"):
-        cache.reorder_cache(rows)
-        return cache
-    return tuple(tuple(state.index_select(0, rows) for state in layer) for layer in cache)
 
 
 class TIGER(SequentialRecommender):
@@ -188,8 +176,10 @@ class TIGER(SequentialRecommender):
         """``(items [B, beam], log_probs [B, beam])``, best first; every item is real (-1 pads a short beam).
 
         Users are grouped by history length (each group's encoder pass trimmed to its longest history) and at
-        most ``max_beam_rows`` decoder rows run at once. ``use_cache=False`` reruns the decoder on the whole
-        prefix at every level instead of one new token per beam (the same beams, slower; kept for tests).
+        most ``max_beam_rows`` decoder rows run at once. The decoder reads one new token per beam and level
+        (``T5BeamDecoder``: cached self-attention, the encoder's keys shared by a user's beams);
+        ``use_cache=False`` reruns the model's own forward pass on the whole prefix instead (the same beams, far
+        slower; the reference in tests).
         """
         input_ids, attention_mask = self.encoder_inputs(interaction)
         users = input_ids.size(0)
@@ -205,32 +195,22 @@ class TIGER(SequentialRecommender):
                 scores[rows, :found.size(1)] = found_scores
         return items, scores
 
-    def _decode(self, hidden, attention_mask, decoder_input_ids, cache=None, use_cache=False):
-        """``(logits of the last decoder position, key/value cache)`` for ``decoder_input_ids``."""
-        output = self.t5(encoder_outputs=(hidden,), attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
-                         use_cache=use_cache, **{_CACHE_ARG: cache})
-        return output.logits[:, -1], getattr(output, _CACHE_ARG) if use_cache else None
-
     def _beam_search_encoded(self, hidden, attention_mask, use_cache=True):
         batch, device = hidden.size(0), hidden.device
-        state = {"cache": None, "width": 1}
+        decoder = T5BeamDecoder(self.t5, hidden, attention_mask) if use_cache else None
 
         def level_scorer(level, prefix, parent):
             width = prefix.size(1)
-            user = torch.arange(batch, device=device).repeat_interleave(width)
-            if not use_cache:  # the whole prefix, [start, prefix tokens], for all batch x beam rows
+            if use_cache:  # one new token per beam: the start token, then the newest chosen code
+                newest = prefix.new_full((batch, 1), PAD_TOKEN) if level == 0 else \
+                    prefix[:, :, -1] + self.level_offsets[level - 1]
+                logits = decoder.step(newest, parent).reshape(batch * width, -1)
+            else:  # the whole prefix, [start, prefix tokens], through the model's own forward pass
+                user = torch.arange(batch, device=device).repeat_interleave(width)
                 prefix_tokens = (prefix + self.level_offsets[:level]).reshape(batch * width, level)
                 decoder_input = torch.cat([prefix_tokens.new_full((batch * width, 1), PAD_TOKEN), prefix_tokens], 1)
-                logits, _ = self._decode(hidden[user], attention_mask[user], decoder_input)
-            elif level == 0:  # the start token, once per user; the cache then holds the cross-attention keys
-                logits, state["cache"] = self._decode(hidden, attention_mask, hidden.new_full(
-                    (batch, 1), PAD_TOKEN, dtype=torch.long), use_cache=True)
-            else:  # each beam's cache row is its parent's; the decoder reads only the newest token
-                beam_rows = (torch.arange(batch, device=device).unsqueeze(1) * state["width"] + parent).reshape(-1)
-                cache = _reorder_cache(state["cache"], beam_rows)
-                newest = (prefix[:, :, -1] + self.level_offsets[level - 1]).reshape(batch * width, 1)
-                logits, state["cache"] = self._decode(hidden[user], attention_mask[user], newest, cache, True)
-            state["width"] = width
+                logits = self.t5(encoder_outputs=(hidden[user],), attention_mask=attention_mask[user],
+                                 decoder_input_ids=decoder_input).logits[:, -1]
             offset, size = int(self.level_offsets[level]), self.level_sizes[level]
             log_probs = F.log_softmax(logits, dim=-1)[:, offset:offset + size]
             return log_probs.reshape(batch, width, size)
