@@ -16,11 +16,13 @@ from recbole_lamia.data.dataset import LAMIADataset, TextKNNDataset, TIGERDatase
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
 from recbole_lamia.model.sequential_recommender.textknn import TextKNN
 from recbole_lamia.model.sequential_recommender.tiger import TIGER
+from recbole_lamia.trainer.trainer import TextKNNTrainer
 from recbole_lamia.utils.distributed import patch_recbole_cpu_distributed
 from recbole_lamia.utils.registration import (
     patch_config_properties,
     register_dataset,
     register_model,
+    register_trainer,
     registered_models,
 )
 
@@ -40,6 +42,7 @@ register_model(TIGER)
 register_dataset(TIGERDataset, "TIGER")
 register_model(TextKNN)
 register_dataset(TextKNNDataset, "TextKNN")
+register_trainer(TextKNNTrainer)
 
 __all__ = ["LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "TextKNN", "TextKNNDataset", "registered_models",
            "__version__"]

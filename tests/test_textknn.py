@@ -46,7 +46,14 @@ def test_scores_are_cosine_to_the_recent_history_and_skip_seen_items(tiny_data_p
 
 
 def test_runs_through_recbole_and_reuses_the_cached_embeddings(tiny_data_path, tiny_bert_path, tmp_path):
-    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path)
+    from recbole.utils import get_trainer
+
+    from recbole_lamia.trainer import TextKNNTrainer
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=50)  # as a dataset YAML may set
+    config, _, (train, _, _) = _prepare(config_dict)
+    assert get_trainer(config["MODEL_TYPE"], "TextKNN") is TextKNNTrainer
+    assert TextKNNTrainer(config, TextKNN(config, train._dataset)).epochs == 1  # nothing to learn: one pass
     result = run_recbole(model="TextKNN", dataset=TINY_DATASET, config_dict=config_dict)
     for metric in ("recall@10", "ndcg@10"):
         assert 0.0 <= result["test_result"][metric] <= 1.0

@@ -1,3 +1,4 @@
 from recbole_lamia.trainer.resume import ResumePoints, resume_file
+from recbole_lamia.trainer.trainer import TextKNNTrainer
 
-__all__ = ["ResumePoints", "resume_file"]
+__all__ = ["ResumePoints", "TextKNNTrainer", "resume_file"]

@@ -46,6 +46,14 @@ def register_dataset(dataset_class, model_name):
     return dataset_class
 
 
+def register_trainer(trainer_class):
+    """Make ``recbole.utils.get_trainer(..., model)`` return ``trainer_class``, named ``<model>Trainer``."""
+    import recbole.trainer
+
+    setattr(recbole.trainer, trainer_class.__name__, trainer_class)
+    return trainer_class
+
+
 def registered_models():
     """Names of the models this plugin registered, in registration order."""
     return list(_REGISTERED_MODELS)

@@ -19,8 +19,8 @@ class TextKNN(SequentialRecommender):
       items that read like the last ones, which is what a cold item can offer.
 
     It is the content reference of the cold-start comparison (issue 16): every item, cold or warm, is scored
-    from its text alone. It trains nothing; ``properties/TextKNN.yaml`` sets ``epochs: 1`` so that RecBole's
-    Trainer runs one pass of a zero loss and then evaluates.
+    from its text alone. It trains nothing; its trainer (``TextKNNTrainer``) runs one pass of a zero loss and
+    then evaluates.
     """
 
     input_type = InputType.POINTWISE
