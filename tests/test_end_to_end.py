@@ -101,7 +101,7 @@ def test_item_loss_is_cross_entropy_over_whole_ids(tiny_data_path, tiny_bert_pat
                        train._dataset).eval()
     token_only.load_state_dict(model.state_dict())
     batch = next(iter(train))
-    output, targets = model._all_position_targets(batch)
+    output, targets, _ = model._all_position_targets(batch)
     reference = _summed_token_log_probs(model, output)[:, 1:]  # item 0 is padding, never a target
     expected_item_term = torch.nn.functional.cross_entropy(reference, targets - 1)
     with_item, without = model.calculate_loss(batch), token_only.calculate_loss(batch)
@@ -121,7 +121,7 @@ def test_item_label_smoothing_spreads_over_real_items_only(tiny_data_path, tiny_
     config, dataset = _build("LAMIA", config_dict)
     train, _, _ = data_preparation(config, dataset)
     model = LAMIA(config, train._dataset).eval()
-    output, targets = model._all_position_targets(next(iter(train)))
+    output, targets, _ = model._all_position_targets(next(iter(train)))
     log_probs = torch.log_softmax(_summed_token_log_probs(model, output)[:, 1:], dim=-1)  # real items only
     nll = -log_probs.gather(1, (targets - 1).unsqueeze(1)).squeeze(1)
     expected = (0.8 * nll - 0.2 * log_probs.mean(1)).mean()
@@ -230,3 +230,34 @@ def test_keep_sequence_ends_keeps_each_users_last_sample_and_every_max_len_th_be
                             inter_feat=Interaction({"user_id": users, "row": torch.arange(6)}))
     kept = keep_sequence_ends(train, max_len=2)
     assert kept.inter_feat["row"].tolist() == [0, 2, 4, 5]
+
+
+def test_content_term_adds_learned_text_similarity_to_the_last_item(tiny_data_path, tiny_bert_path, tmp_path):
+    """``content_score_weight``: every score (full sort, sampled, training loss) gains the learned weight times the
+    cosine of the item's sentence embedding to the last history item's, 0 for that item itself."""
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, content_score_weight=3.0)
+    config, dataset = _build("LAMIA", config_dict)
+    assert dataset.item_text_embeddings.shape[0] == dataset.item_num
+    train, _, test = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset).eval()
+    plain = LAMIA(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, content_score_weight=0)),
+                  train._dataset).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    batch = next(iter(test))[0]
+    vectors = torch.nn.functional.normalize(dataset.item_text_embeddings.flatten(1), dim=-1)
+    last = batch["item_id_list"].gather(1, (batch["item_length"] - 1).unsqueeze(1)).squeeze(1)
+    similarity = vectors[last] @ vectors.t()
+    similarity[torch.arange(len(last)), last] = 0.0
+    with torch.no_grad():
+        scores, plain_scores = model.full_sort_predict(batch), plain.full_sort_predict(batch)
+        torch.testing.assert_close(scores[:, 1:] - plain_scores[:, 1:], 3.0 * similarity[:, 1:], atol=1e-4, rtol=1e-4)
+        batch.interaction["item_id"] = torch.randint(1, dataset.item_num, (len(batch),))
+        torch.testing.assert_close(model.predict(batch), scores.gather(1, batch["item_id"].unsqueeze(1)).squeeze(1),
+                                   atol=1e-4, rtol=1e-4)
+    model.train()
+    loss = model.calculate_loss(next(iter(train)))
+    loss.backward()
+    assert model.content_weight.grad is not None and model.content_weight.grad.abs() > 0  # the weight is learned
+    with pytest.raises(Exception, match="content_score_weight"):
+        LAMIA.check_config(Config(model="LAMIA", dataset=TINY_DATASET,
+                                  config_dict=dict(config_dict, beam_search=True)))

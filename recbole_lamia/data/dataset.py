@@ -26,6 +26,9 @@ class SemanticIDDataset(SequentialDataset):
         tokenizer = ItemTokenizer(self.tokenizer_params)
         with rank_zero_first():  # several processes: rank 0 tokenizes, the others read its cache
             self.item_semantic_ids = torch.from_numpy(tokenizer.tokenize(self)).long()
+            if float(config["content_score_weight"] or 0.0) > 0:  # LAMIA's content term reads sentence embeddings
+                sentence = ItemTokenizer(dict(self.tokenizer_params, item_embedding="sentence"))
+                self.item_text_embeddings = torch.from_numpy(np.asarray(sentence.embed(self), dtype=np.float32))
         self.semantic_id_report = tokenizer.report
 
     def build(self):

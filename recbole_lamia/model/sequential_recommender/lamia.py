@@ -53,7 +53,8 @@ class LAMIA(SequentialRecommender):
     # existed. The leaderboard's configuration fingerprint leaves them out at that value, so such rows stay
     # valid. Add a new option here when it is introduced (adding an existing one changes the hash of every
     # row that has it at that value).
-    NEUTRAL_OPTIONS = {"use_item_id_embedding": False, "aspect_dropout_prob": 0.0, "item_label_smoothing": 0.0}
+    NEUTRAL_OPTIONS = {"use_item_id_embedding": False, "aspect_dropout_prob": 0.0, "item_label_smoothing": 0.0,
+                       "content_score_weight": 0.0}
 
     @classmethod
     def check_config(cls, config):
@@ -70,6 +71,12 @@ class LAMIA(SequentialRecommender):
         dropout = float(config["aspect_dropout_prob"] or 0.0)
         if not 0 <= dropout < 1:
             raise UserInputError(f"aspect_dropout_prob must be in [0, 1), got {dropout}.")
+        content = config["content_score_weight"] or 0.0
+        if isinstance(content, bool) or not isinstance(content, (int, float)) or content < 0:
+            raise UserInputError(f"content_score_weight must be a number >= 0, got {content!r}.")
+        if content > 0 and config["beam_search"]:
+            raise UserInputError("content_score_weight scores every item by text similarity, which the beam search "
+                                 "does not; set beam_search: False or content_score_weight: 0.")
         if config["beam_search"] and int(config["beam_size"] or 0) < max_topk(config):
             raise UserInputError(f"beam_size ({config['beam_size']}) must be >= the largest topk "
                                  f"({max_topk(config)}).")
@@ -98,6 +105,17 @@ class LAMIA(SequentialRecommender):
         self.register_buffer("item_token_index", token_index, persistent=False)
 
         self.token_embedding = nn.Embedding(pad_index + 1, self.hidden_size, padding_idx=pad_index)
+        # Content term: the item's text similarity to the last item of the history, with a learned weight.
+        self.content_weight = None
+        if float(config["content_score_weight"] or 0.0) > 0:
+            text = getattr(dataset, "item_text_embeddings", None)
+            if text is None:
+                raise UserInputError("content_score_weight needs the dataset's item_text_embeddings (LAMIADataset "
+                                     "builds them when content_score_weight > 0).")
+            vectors = F.normalize(text.flatten(1).float(), dim=-1)
+            vectors[0] = 0.0  # padding
+            self.register_buffer("content_vectors", vectors, persistent=False)
+            self.content_weight = nn.Parameter(torch.tensor(float(config["content_score_weight"])))
         self.item_id_embedding = None
         if config["use_item_id_embedding"]:
             self.item_id_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
@@ -191,21 +209,41 @@ class LAMIA(SequentialRecommender):
 
     def calculate_loss(self, interaction):
         if self.train_all_positions:
-            output, target_items = self._all_position_targets(interaction)
+            output, target_items, last_items = self._all_position_targets(interaction)
         else:
             output, target_items = self._history_output(interaction), interaction[self.POS_ITEM_ID]
+            last_items = self._last_items(interaction)
         log_probs = self.level_log_probs(output)
         target = self.item_codes[target_items]
         loss = sum(F.nll_loss(lp, target[:, level]) for level, lp in enumerate(log_probs)) / self.n_levels
         if self.item_loss_weight > 0:
-            loss = loss + self.item_loss_weight * self.item_loss(output, target_items)
+            loss = loss + self.item_loss_weight * self.item_loss(output, target_items, last_items)
         return loss
 
-    def item_loss(self, seq_output, target_items):
+    def item_loss(self, seq_output, target_items, last_items=None):
         """Cross-entropy of the whole next item over every real item, with ``item_label_smoothing`` spread
         over the real items only (column 0, padding, is dropped so the smoothing term stays finite)."""
-        return F.cross_entropy(self.item_logits(seq_output)[:, 1:], target_items - 1,
-                               label_smoothing=self.item_label_smoothing)
+        logits = self.item_logits(seq_output) + self.content_scores(last_items)
+        return F.cross_entropy(logits[:, 1:], target_items - 1, label_smoothing=self.item_label_smoothing)
+
+    def _last_items(self, interaction):
+        """``[B]``: the last item of each history."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        return item_seq.gather(1, (item_seq_len - 1).unsqueeze(1)).squeeze(1)
+
+    def content_scores(self, last_items, items=None):
+        """The content term of the item scores: ``content_weight`` times the cosine similarity of each item's text
+        embedding to the last history item's (0 for that item itself, which a next-item model should not be
+        pushed towards). ``[B, n_items]``, or ``[B]`` for one candidate per row (``items``); 0 when it is off."""
+        if self.content_weight is None or last_items is None:
+            return 0.0
+        last = self.content_vectors[last_items]
+        if items is None:
+            similarity = last @ self.content_vectors.t()
+            similarity.scatter_(1, last_items.unsqueeze(1), 0.0)
+        else:
+            similarity = (last * self.content_vectors[items]).sum(-1).masked_fill(items == last_items, 0.0)
+        return self.content_weight * similarity
 
     def item_logits(self, seq_output):
         """``[B, n_items]`` joint logits of whole item IDs: the sum of each level's token logit.
@@ -249,14 +287,15 @@ class LAMIA(SequentialRecommender):
         return self._folded_items[1], self._folded_items[2]
 
     def _all_position_targets(self, interaction):
-        """Outputs and next items at every real position (the history shifted by one, then the target)."""
+        """Outputs, next items and last seen items at every real position (the next item is the history shifted by
+        one, then the target; the last seen item is the item at that position)."""
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         output = self.encode_sequence(item_seq)
         targets = torch.cat([item_seq[:, 1:], item_seq.new_zeros(item_seq.size(0), 1)], dim=1)
         targets[torch.arange(item_seq.size(0), device=item_seq.device), item_seq_len - 1] = \
             interaction[self.POS_ITEM_ID]
         valid = torch.arange(item_seq.size(1), device=item_seq.device)[None, :] < item_seq_len[:, None]
-        return output[valid], targets[valid]
+        return output[valid], targets[valid], item_seq[valid]
 
     def predict(self, interaction):
         """``[B]`` score of each row's ``ITEM_ID`` after its history: the sum of its tokens' log-probabilities.
@@ -267,8 +306,10 @@ class LAMIA(SequentialRecommender):
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         histories, row_history = distinct_rows(torch.cat([item_seq, item_seq_len.unsqueeze(1)], dim=1))
         log_probs = self.level_log_probs(self.forward(histories[:, :-1], histories[:, -1]))
-        target = self.item_codes[interaction[self.ITEM_ID]]
-        return sum(lp[row_history, target[:, level]] for level, lp in enumerate(log_probs))
+        items = interaction[self.ITEM_ID]
+        target = self.item_codes[items]
+        token_scores = sum(lp[row_history, target[:, level]] for level, lp in enumerate(log_probs))
+        return token_scores + self.content_scores(self._last_items(interaction), items)
 
     def full_sort_predict(self, interaction):
         output = self._history_output(interaction)
@@ -277,7 +318,8 @@ class LAMIA(SequentialRecommender):
         # sum_l log p_l(c_l) = (sum_l logit_l(c_l)) - sum_l logsumexp_l: one matmul over all items instead
         # of h gathers of [B, n_items] (benchmarks/full_sort_scoring.py). Column 0, padding, is -inf.
         log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
-        return self.item_logits(output) - log_normalisers.unsqueeze(1)
+        content = self.content_scores(self._last_items(interaction))
+        return self.item_logits(output) - log_normalisers.unsqueeze(1) + content
 
     @property
     def trie(self):
