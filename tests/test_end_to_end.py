@@ -261,3 +261,55 @@ def test_content_term_adds_learned_text_similarity_to_the_last_item(tiny_data_pa
     with pytest.raises(Exception, match="content_score_weight"):
         LAMIA.check_config(Config(model="LAMIA", dataset=TINY_DATASET,
                                   config_dict=dict(config_dict, beam_search=True)))
+
+
+def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, tmp_path):
+    """On a cold-start split, ``item_loss_negatives: trained`` leaves the cold items out of the whole-item softmax
+    (no gradient reaches a token only they have), while ``all`` pushes them down; ``popularity_prior_weight`` adds
+    tau * log(training share) to every score, a cold item counted as ``unseen_item_count`` targets."""
+    from recbole_lamia.data.cold_start import cold_start_build, select_cold_items
+    from recbole_lamia.model.sequential_recommender.lamia import training_target_counts
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, item_loss_negatives="trained",
+                              popularity_prior_weight=0.5, unseen_item_count=2.0)
+    config, dataset = _build("LAMIA", config_dict)
+    cold = select_cold_items(dataset, 0.2, seed=3)
+    with cold_start_build(cold):
+        train, _, test = data_preparation(config, dataset)
+    model = LAMIA(config, train._dataset)
+    plain = LAMIA(Config(model="LAMIA", dataset=TINY_DATASET,
+                         config_dict=dict(config_dict, popularity_prior_weight=0, item_loss_negatives="all")),
+                  train._dataset)
+    plain.load_state_dict(model.state_dict())
+    # the counts are the targets calculate_loss trains on, position by position; cold items have none
+    counts = training_target_counts(train._dataset, "item_id_list", "item_length", True, dataset.item_num)
+    _, targets, _ = model._all_position_targets(train._dataset.inter_feat)
+    assert counts.tolist() == torch.bincount(targets, minlength=dataset.item_num).tolist()
+    assert (counts[torch.from_numpy(cold)] == 0).all()
+    assert set(model.trained_columns.tolist()) == set(torch.nonzero(counts).squeeze(1).tolist())
+
+    model.eval(), plain.eval()
+    batch = next(iter(test))[0]
+    smoothed = torch.where(counts > 0, counts.double(), torch.tensor(2.0))
+    expected = (0.5 * torch.log(smoothed / counts.sum())).float()
+    with torch.no_grad():
+        difference = model.full_sort_predict(batch)[:, 1:] - plain.full_sort_predict(batch)[:, 1:]
+        torch.testing.assert_close(difference, expected[1:].expand_as(difference), atol=1e-4, rtol=1e-4)
+        batch.interaction["item_id"] = torch.randint(1, dataset.item_num, (len(batch),))
+        torch.testing.assert_close(model.predict(batch) - plain.predict(batch), expected[batch["item_id"]],
+                                   atol=1e-4, rtol=1e-4)
+
+    # training: the item loss does not depend on a cold item's score with trained negatives; with all, it does
+    model.train(), plain.train()
+    output, target = torch.randn(8, model.hidden_size), targets[:8]
+    for recommender, reached in ((model, False), (plain, True)):
+        shift = torch.zeros(dataset.item_num, requires_grad=True)
+        logits = recommender.item_logits
+        recommender.item_logits = lambda seq_output, logits=logits, shift=shift: logits(seq_output) + shift
+        recommender.item_loss(output, target).backward()
+        assert bool((shift.grad[torch.from_numpy(cold)] != 0).any()) == reached
+        assert (shift.grad[targets[:8]] != 0).all()  # the trained items are scored either way
+    for bad in ({"item_loss_negatives": "some"}, {"popularity_prior_weight": -1}, {"unseen_item_count": 0},
+                {"popularity_prior_weight": 1.0, "beam_search": True}):
+        with pytest.raises(Exception, match=next(iter(bad))):
+            LAMIA.check_config(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, **bad)))

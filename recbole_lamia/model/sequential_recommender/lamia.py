@@ -36,6 +36,19 @@ def distinct_rows(rows):
     return distinct, distinct_of_run[run_of_row]
 
 
+def training_target_counts(dataset, seq_field, len_field, all_positions, n_items):
+    """``[n_items]`` how often each item is a training target: the ``ITEM_ID`` of every sample and, when the
+    model learns from every position (``train_all_positions``), each history item after the first."""
+    feat = dataset.inter_feat
+    counts = torch.bincount(feat[dataset.iid_field].long(), minlength=n_items)
+    if all_positions and len(feat):
+        seq, lengths = feat[seq_field].long(), feat[len_field].long()
+        positions = torch.arange(seq.size(1)).unsqueeze(0)
+        inner = (positions >= 1) & (positions < lengths.unsqueeze(1))
+        counts = counts + torch.bincount(seq[inner], minlength=n_items)
+    return counts[:n_items]
+
+
 class LAMIA(SequentialRecommender):
     """Reads a user's history as semantic tokens and generates the next item's h tokens.
 
@@ -54,7 +67,8 @@ class LAMIA(SequentialRecommender):
     # valid. Add a new option here when it is introduced (adding an existing one changes the hash of every
     # row that has it at that value).
     NEUTRAL_OPTIONS = {"use_item_id_embedding": False, "aspect_dropout_prob": 0.0, "item_label_smoothing": 0.0,
-                       "content_score_weight": 0.0}
+                       "content_score_weight": 0.0, "item_loss_negatives": "all", "popularity_prior_weight": 0.0,
+                       "unseen_item_count": 1.0}
 
     @classmethod
     def check_config(cls, config):
@@ -77,6 +91,19 @@ class LAMIA(SequentialRecommender):
         if content > 0 and config["beam_search"]:
             raise UserInputError("content_score_weight scores every item by text similarity, which the beam search "
                                  "does not; set beam_search: False or content_score_weight: 0.")
+        negatives = config["item_loss_negatives"] or "all"
+        if negatives not in ("all", "trained"):
+            raise UserInputError(f"item_loss_negatives must be 'all' or 'trained', got {negatives!r}.")
+        prior = config["popularity_prior_weight"] or 0.0
+        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or prior < 0:
+            raise UserInputError(f"popularity_prior_weight must be a number >= 0, got {prior!r}.")
+        unseen = config["unseen_item_count"]
+        unseen = 1.0 if unseen is None else unseen
+        if isinstance(unseen, bool) or not isinstance(unseen, (int, float)) or unseen <= 0:
+            raise UserInputError(f"unseen_item_count must be a number > 0, got {unseen!r}.")
+        if prior > 0 and config["beam_search"]:
+            raise UserInputError("popularity_prior_weight adds a prior to every item's score, which the beam search "
+                                 "does not; set beam_search: False or popularity_prior_weight: 0.")
         if config["beam_search"] and int(config["beam_size"] or 0) < max_topk(config):
             raise UserInputError(f"beam_size ({config['beam_size']}) must be >= the largest topk "
                                  f"({max_topk(config)}).")
@@ -116,6 +143,7 @@ class LAMIA(SequentialRecommender):
             vectors[0] = 0.0  # padding
             self.register_buffer("content_vectors", vectors, persistent=False)
             self.content_weight = nn.Parameter(torch.tensor(float(config["content_score_weight"])))
+        self._init_item_prior(config, dataset)
         self.item_id_embedding = None
         if config["use_item_id_embedding"]:
             self.item_id_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
@@ -224,7 +252,51 @@ class LAMIA(SequentialRecommender):
         """Cross-entropy of the whole next item over every real item, with ``item_label_smoothing`` spread
         over the real items only (column 0, padding, is dropped so the smoothing term stays finite)."""
         logits = self.item_logits(seq_output) + self.content_scores(last_items)
-        return F.cross_entropy(logits[:, 1:], target_items - 1, label_smoothing=self.item_label_smoothing)
+        if self.trained_columns is None:
+            return F.cross_entropy(logits[:, 1:], target_items - 1, label_smoothing=self.item_label_smoothing)
+        logits = logits[:, self.trained_columns] + self.train_prior
+        return F.cross_entropy(logits, self.column_of_item[target_items], label_smoothing=self.item_label_smoothing)
+
+    def _init_item_prior(self, config, dataset):
+        """Buffers of ``item_loss_negatives: trained`` and ``popularity_prior_weight`` (None when both are off).
+
+        * ``trained_columns``: the items that are a training target, the only ones the whole-item softmax covers.
+          An item never trained on (a cold item) is then never pushed down as a negative, so its score comes
+          from the tokens it shares with trained items, as a new item's should.
+        * ``train_prior``: ``popularity_prior_weight`` times the log of each of those items' share of training
+          targets, added to the training logits (logit adjustment): the tokens need not encode popularity, so
+          the score they give an unseen item is on the scale of the trained ones'.
+        * ``score_prior``: the same prior added to every score at evaluation, an unseen item counted as
+          ``unseen_item_count`` training targets (the model's guess of a new item's popularity).
+        """
+        for name in ("trained_columns", "column_of_item", "train_prior", "score_prior"):
+            self.register_buffer(name, None, persistent=False)
+        prior_weight = float(config["popularity_prior_weight"] or 0.0)
+        if (config["item_loss_negatives"] or "all") == "all" and prior_weight == 0:
+            return
+        counts = training_target_counts(dataset, self.ITEM_SEQ, self.ITEM_SEQ_LEN, self.train_all_positions,
+                                        self.n_items)
+        counts[0] = 0  # padding
+        trained = torch.nonzero(counts > 0).squeeze(1)
+        if len(trained) == 0:
+            raise UserInputError("item_loss_negatives: trained needs a training split with at least one target.")
+        column_of_item = torch.zeros(self.n_items, dtype=torch.long)
+        column_of_item[trained] = torch.arange(len(trained))
+        log_share = torch.log(counts.double() / counts.sum()).float()
+        self.trained_columns, self.column_of_item = trained, column_of_item
+        self.train_prior = prior_weight * log_share[trained]
+        if prior_weight > 0:
+            unseen = float(1.0 if config["unseen_item_count"] is None else config["unseen_item_count"])
+            smoothed = torch.where(counts > 0, counts.double(), torch.tensor(unseen, dtype=torch.double))
+            score_prior = prior_weight * torch.log(smoothed / counts.sum()).float()
+            score_prior[0] = 0.0  # padding's score is -inf already
+            self.score_prior = score_prior
+
+    def item_prior(self, items=None):
+        """The popularity prior of the items' scores (``[n_items]``, or of ``items``); 0 when it is off."""
+        if self.score_prior is None:
+            return 0.0
+        return self.score_prior if items is None else self.score_prior[items]
 
     def _last_items(self, interaction):
         """``[B]``: the last item of each history."""
@@ -309,7 +381,7 @@ class LAMIA(SequentialRecommender):
         items = interaction[self.ITEM_ID]
         target = self.item_codes[items]
         token_scores = sum(lp[row_history, target[:, level]] for level, lp in enumerate(log_probs))
-        return token_scores + self.content_scores(self._last_items(interaction), items)
+        return token_scores + self.content_scores(self._last_items(interaction), items) + self.item_prior(items)
 
     def full_sort_predict(self, interaction):
         output = self._history_output(interaction)
@@ -319,7 +391,7 @@ class LAMIA(SequentialRecommender):
         # of h gathers of [B, n_items] (benchmarks/full_sort_scoring.py). Column 0, padding, is -inf.
         log_normalisers = sum(torch.logsumexp(logits, dim=-1) for logits in self.level_logits(output))
         content = self.content_scores(self._last_items(interaction))
-        return self.item_logits(output) - log_normalisers.unsqueeze(1) + content
+        return self.item_logits(output) - log_normalisers.unsqueeze(1) + content + self.item_prior()
 
     @property
     def trie(self):
