@@ -34,6 +34,8 @@ BAD_INPUTS = [
      "multiscale_kmeans_coarse_sizes [4096] must be smaller than codebook_size"),
     (["--item_label_smoothing=1.5"], "item_label_smoothing must be in [0, 1), got 1.5"),
     (["--item_loss_weight=-1"], "item_loss_weight must be >= 0"),
+    (["--item_loss_negatives=some"], "item_loss_negatives must be 'all' or 'trained', got 'some'"),
+    (["--popularity_prior_weight=-1"], "popularity_prior_weight must be a number >= 0, got -1"),
     (["--beam_search=True", "--beam_size=3"], "beam_size (3) must be >= the largest topk (10)"),
     (["--model=TIGER", "--beam_size=5"], "beam_size (5) must be >= the largest topk (10)"),
     (["--text_encoder=/no/such/encoder"], "text_encoder '/no/such/encoder' is neither a local folder"),
