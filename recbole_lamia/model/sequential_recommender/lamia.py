@@ -269,8 +269,10 @@ class LAMIA(SequentialRecommender):
         * ``score_prior``: the same prior added to every score at evaluation, an unseen item counted as
           ``unseen_item_count`` training targets (the model's guess of a new item's popularity).
         """
-        for name in ("trained_columns", "column_of_item", "train_prior", "score_prior"):
+        for name in ("trained_columns", "column_of_item", "train_prior"):
             self.register_buffer(name, None, persistent=False)
+        # Saved with the weights, so a loaded model scores with its training split's counts whatever data it sees.
+        self.register_buffer("score_prior", None)
         prior_weight = float(config["popularity_prior_weight"] or 0.0)
         if (config["item_loss_negatives"] or "all") == "all" and prior_weight == 0:
             return
