@@ -301,6 +301,12 @@ def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, 
         torch.testing.assert_close(model.predict(batch) - plain.predict(batch), expected[batch["item_id"]],
                                    atol=1e-4, rtol=1e-4)
 
+    before = model.score_prior.clone()
+    model.set_unseen_item_count(4.0)  # evaluation only: moves the unseen items' prior, nothing else
+    moved = torch.nonzero(model.score_prior != before).squeeze(1)
+    assert set(moved.tolist()) == set(torch.nonzero(counts == 0).squeeze(1).tolist()) - {0}
+    torch.testing.assert_close(model.score_prior[moved] - before[moved],
+                               torch.full((len(moved),), 0.5 * math.log(2.0)))
     # training: the item loss does not depend on a cold item's score with trained negatives; with all, it does
     model.train(), plain.train()
     output, target = torch.randn(8, model.hidden_size), targets[:8]

@@ -477,3 +477,33 @@ def test_paired_comparison_detects_a_real_difference_and_rejects_bad_input():
     with pytest.raises(ValueError, match="0 or 1"):
         paired_comparison(a["ndcg@10"], b["ndcg@10"], "recall@10")
     assert paired_comparison(a["ndcg@10"], b["ndcg@10"], "ndcg@10", resamples=99)["p_min"] == 0.01
+
+
+def test_unseen_prior_sweep_reproduces_the_row_at_its_trained_count(tiny_data_path, tiny_bert_path, tmp_path):
+    """``benchmarks/unseen_prior_sweep.py`` reloads a cold-start row trained with ``popularity_prior_weight``: at the
+    ``unseen_item_count`` it was trained with it gives the table's test and cold metrics, and a larger count can only
+    lift the cold targets."""
+    import importlib.util
+
+    import pytest
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                        "unseen_prior_sweep.py")
+    spec = importlib.util.spec_from_file_location("benchmark_unseen_prior_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    overrides = _overrides(tiny_data_path, tiny_bert_path, tmp_path, epochs=1, popularity_prior_weight=1.0,
+                           unseen_item_count=2.0)
+    _run(tmp_path, tiny_data_path, overrides, models=["LAMIA"], cold_start_ratio=0.2, cold_start_mode="shared")
+    row = _csv_rows(tmp_path)["LAMIA"]
+    run_dir = str(tmp_path / "ckpt" / TINY_DATASET / "LAMIA" / "main")
+    result = sweep.main([f"--run_dir={run_dir}", "--counts=2,1000", f"--output_dir={tmp_path}"])
+    at_trained, at_large = result["rows"]
+    assert at_trained["test"]["recall@10"] == pytest.approx(float(row["test_recall@10"]), abs=1.5e-4)
+    assert at_trained["test"]["ndcg@10"] == pytest.approx(float(row["test_ndcg@10"]), abs=1.5e-4)
+    assert at_trained["test_cold"]["recall@10"] == pytest.approx(float(row["cold_recall@10"]), abs=1.5e-4)
+    assert at_trained["test_cold"]["cases"] == int(row["cold_test_cases"]) > 0
+    # a huge prior for unseen items lifts the cold targets (it cannot lower them)
+    assert at_large["test_cold"]["recall@10"] >= at_trained["test_cold"]["recall@10"]
+    assert result["chosen_on_valid_ndcg@10"] in (2.0, 1000.0)
+    assert os.path.exists(tmp_path / "unseen_prior_sweep_ckpt.json")

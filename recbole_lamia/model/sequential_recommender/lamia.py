@@ -269,6 +269,7 @@ class LAMIA(SequentialRecommender):
         * ``score_prior``: the same prior added to every score at evaluation, an unseen item counted as
           ``unseen_item_count`` training targets (the model's guess of a new item's popularity).
         """
+        self._target_counts, self._prior_weight = None, 0.0
         for name in ("trained_columns", "column_of_item", "train_prior"):
             self.register_buffer(name, None, persistent=False)
         # Saved with the weights, so a loaded model scores with its training split's counts whatever data it sees.
@@ -287,12 +288,23 @@ class LAMIA(SequentialRecommender):
         log_share = torch.log(counts.double() / counts.sum()).float()
         self.trained_columns, self.column_of_item = trained, column_of_item
         self.train_prior = prior_weight * log_share[trained]
+        self._target_counts, self._prior_weight = counts, prior_weight
         if prior_weight > 0:
-            unseen = float(1.0 if config["unseen_item_count"] is None else config["unseen_item_count"])
-            smoothed = torch.where(counts > 0, counts.double(), torch.tensor(unseen, dtype=torch.double))
-            score_prior = prior_weight * torch.log(smoothed / counts.sum()).float()
-            score_prior[0] = 0.0  # padding's score is -inf already
-            self.score_prior = score_prior
+            self.set_unseen_item_count(1.0 if config["unseen_item_count"] is None else config["unseen_item_count"])
+
+    def set_unseen_item_count(self, count):
+        """Score items with no training targets as if they had ``count`` (``popularity_prior_weight`` > 0).
+
+        Only evaluation reads it (unseen items are outside the training softmax), so it can be chosen on the
+        validation split after training (``benchmarks/unseen_prior_sweep.py``).
+        """
+        if self.score_prior is None and self._prior_weight == 0:
+            raise UserInputError("set_unseen_item_count needs popularity_prior_weight > 0.")
+        counts = self._target_counts.double()
+        smoothed = torch.where(counts > 0, counts, torch.tensor(float(count), dtype=torch.double))
+        score_prior = self._prior_weight * torch.log(smoothed / counts.sum()).float()
+        score_prior[0] = 0.0  # padding's score is -inf already
+        self.score_prior = score_prior.to(self.item_codes.device)
 
     def item_prior(self, items=None):
         """The popularity prior of the items' scores (``[n_items]``, or of ``items``); 0 when it is off."""
