@@ -282,7 +282,8 @@ class LAMIA(SequentialRecommender):
         counts[0] = 0  # padding
         trained = torch.nonzero(counts > 0).squeeze(1)
         if len(trained) == 0:
-            raise UserInputError("item_loss_negatives: trained needs a training split with at least one target.")
+            raise UserInputError("item_loss_negatives: trained and popularity_prior_weight need a training split "
+                                 "with at least one target.")
         column_of_item = torch.zeros(self.n_items, dtype=torch.long)
         column_of_item[trained] = torch.arange(len(trained))
         log_share = torch.log(counts.double() / counts.sum()).float()
@@ -298,7 +299,7 @@ class LAMIA(SequentialRecommender):
         Only evaluation reads it (unseen items are outside the training softmax), so it can be chosen on the
         validation split after training (``benchmarks/unseen_prior_sweep.py``).
         """
-        if self.score_prior is None and self._prior_weight == 0:
+        if self._prior_weight == 0:
             raise UserInputError("set_unseen_item_count needs popularity_prior_weight > 0.")
         counts = self._target_counts.double()
         smoothed = torch.where(counts > 0, counts, torch.tensor(float(count), dtype=torch.double))
