@@ -4,7 +4,9 @@
         --run_dir=saved/cold_probe/prior1_unseen5_content10/amazon-beauty/LAMIA/main --counts=1,2,5,10,20,50
 
 With ``popularity_prior_weight`` > 0, an item that is never a training target is left out of the training
-softmax and scored with the prior of ``unseen_item_count`` targets, so that setting changes evaluation only.
+softmax and scored with the prior of ``unseen_item_count`` targets, so the weights do not depend on that setting.
+(Validation scores with it, so for a converged row it can also move the best epoch: a rescored count is the
+trained checkpoint with another count, not a row trained with it.)
 This script reloads the row's best checkpoint (``recbole_lamia.leaderboard.ranks.load_phase``), and for each
 count ranks every validation and test target over all items as RecBole's full-sort evaluation does. It prints
 and writes ``results/unseen_prior_sweep_<name>.json``: Recall@10 and NDCG@10 on all cases and on the cold
@@ -35,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--run_dir", required=True, help="a leaderboard phase folder (spec.json, best.pth)")
     parser.add_argument("--counts", default="1,2,5,10,20,50", help="comma-separated unseen_item_count values")
     parser.add_argument("--data_path", default=None, help="override the data_path stored in spec.json")
-    parser.add_argument("--name", default=None, help="output file stem (default: the run folder's row name)")
+    parser.add_argument("--name", default=None, help="output file stem (default: the name of the checkpoint_dir the row was trained in)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "results"))
     args = parser.parse_args(argv)

@@ -265,7 +265,7 @@ def test_content_term_adds_learned_text_similarity_to_the_last_item(tiny_data_pa
 
 def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, tmp_path):
     """On a cold-start split, ``item_loss_negatives: trained`` leaves the cold items out of the whole-item softmax
-    (no gradient reaches a token only they have), while ``all`` pushes them down; ``popularity_prior_weight`` adds
+    (its loss does not depend on their scores), while ``all`` pushes them down; ``popularity_prior_weight`` adds
     tau * log(training share) to every score, a cold item counted as ``unseen_item_count`` targets."""
     from recbole_lamia.data.cold_start import cold_start_build, select_cold_items
     from recbole_lamia.model.sequential_recommender.lamia import training_target_counts
@@ -280,9 +280,9 @@ def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, 
     plain = LAMIA(Config(model="LAMIA", dataset=TINY_DATASET,
                          config_dict=dict(config_dict, popularity_prior_weight=0, item_loss_negatives="all")),
                   train._dataset)
-    assert "score_prior" in model.state_dict()  # saved: a loaded model scores with its training counts
+    assert "train_target_counts" in model.state_dict()  # saved: a loaded model scores with its training counts
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
-    assert not missing and unexpected == ["score_prior"]
+    assert not missing and unexpected == ["train_target_counts"]
     # the counts are the targets calculate_loss trains on, position by position; cold items have none
     counts = training_target_counts(train._dataset, "item_id_list", "item_length", True, dataset.item_num)
     _, targets, _ = model._all_position_targets(train._dataset.inter_feat)
@@ -301,11 +301,12 @@ def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, 
         torch.testing.assert_close(model.predict(batch) - plain.predict(batch), expected[batch["item_id"]],
                                    atol=1e-4, rtol=1e-4)
 
-    before = model.score_prior.clone()
-    model.set_unseen_item_count(4.0)  # evaluation only: moves the unseen items' prior, nothing else
-    moved = torch.nonzero(model.score_prior != before).squeeze(1)
+    before = model.item_prior().clone()
+    model.set_unseen_item_count(4.0)  # moves the unseen items' prior, nothing else
+    after = model.item_prior()
+    moved = torch.nonzero(after != before).squeeze(1)
     assert set(moved.tolist()) == set(torch.nonzero(counts == 0).squeeze(1).tolist()) - {0}
-    torch.testing.assert_close(model.score_prior[moved] - before[moved],
+    torch.testing.assert_close(after[moved] - before[moved],
                                torch.full((len(moved),), 0.5 * math.log(2.0)))
     # training: the item loss does not depend on a cold item's score with trained negatives; with all, it does
     model.train(), plain.train()
@@ -317,7 +318,12 @@ def test_trained_negatives_and_popularity_prior(tiny_data_path, tiny_bert_path, 
         recommender.item_loss(output, target).backward()
         assert bool((shift.grad[torch.from_numpy(cold)] != 0).any()) == reached
         assert (shift.grad[targets[:8]] != 0).all()  # the trained items are scored either way
+    with pytest.raises(Exception, match="unseen_item_count must be a number > 0"):
+        model.set_unseen_item_count(0)
+    with pytest.raises(Exception, match="needs popularity_prior_weight"):
+        plain.set_unseen_item_count(3)
     for bad in ({"item_loss_negatives": "some"}, {"popularity_prior_weight": -1}, {"unseen_item_count": 0},
-                {"popularity_prior_weight": 1.0, "beam_search": True}):
+                {"popularity_prior_weight": 1.0, "beam_search": True},
+                {"item_loss_negatives": "trained", "item_loss_weight": 0}):
         with pytest.raises(Exception, match=next(iter(bad))):
             LAMIA.check_config(Config(model="LAMIA", dataset=TINY_DATASET, config_dict=dict(config_dict, **bad)))

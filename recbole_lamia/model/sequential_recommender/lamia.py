@@ -97,6 +97,9 @@ class LAMIA(SequentialRecommender):
         prior = config["popularity_prior_weight"] or 0.0
         if isinstance(prior, bool) or not isinstance(prior, (int, float)) or prior < 0:
             raise UserInputError(f"popularity_prior_weight must be a number >= 0, got {prior!r}.")
+        if (negatives == "trained" or prior > 0) and item_loss_weight == 0:
+            raise UserInputError("item_loss_negatives: trained and popularity_prior_weight act on the whole-item "
+                                 "loss, which item_loss_weight: 0 turns off.")
         unseen = config["unseen_item_count"]
         unseen = 1.0 if unseen is None else unseen
         if isinstance(unseen, bool) or not isinstance(unseen, (int, float)) or unseen <= 0:
@@ -261,21 +264,23 @@ class LAMIA(SequentialRecommender):
         """Buffers of ``item_loss_negatives: trained`` and ``popularity_prior_weight`` (None when both are off).
 
         * ``trained_columns``: the items that are a training target, the only ones the whole-item softmax covers.
-          An item never trained on (a cold item) is then never pushed down as a negative, so its score comes
-          from the tokens it shares with trained items, as a new item's should.
+          An item never trained on (a cold item) is then never pushed down by the whole-item loss, so its score
+          comes from the tokens it shares with trained items, as a new item's should. (The per-aspect token
+          losses still see every token.)
         * ``train_prior``: ``popularity_prior_weight`` times the log of each of those items' share of training
-          targets, added to the training logits (logit adjustment): the tokens need not encode popularity, so
-          the score they give an unseen item is on the scale of the trained ones'.
-        * ``score_prior``: the same prior added to every score at evaluation, an unseen item counted as
-          ``unseen_item_count`` training targets (the model's guess of a new item's popularity).
+          targets, added to the whole-item training logits (logit adjustment): the tokens need not encode
+          popularity, so the score they give an unseen item is on the scale of the trained ones'.
+        * ``train_target_counts``: the counts, saved with the weights, so a loaded model scores with its training
+          split's counts; ``item_prior`` adds the same prior to every score, an unseen item counted as
+          ``unseen_item_count`` targets (the model's guess of a new item's popularity).
         """
-        self._target_counts, self._prior_weight = None, 0.0
+        self._prior_weight = float(config["popularity_prior_weight"] or 0.0)
+        unseen = config["unseen_item_count"]
+        self.unseen_item_count = float(1.0 if unseen is None else unseen)
         for name in ("trained_columns", "column_of_item", "train_prior"):
             self.register_buffer(name, None, persistent=False)
-        # Saved with the weights, so a loaded model scores with its training split's counts whatever data it sees.
-        self.register_buffer("score_prior", None)
-        prior_weight = float(config["popularity_prior_weight"] or 0.0)
-        if (config["item_loss_negatives"] or "all") == "all" and prior_weight == 0:
+        self.register_buffer("train_target_counts", None)
+        if (config["item_loss_negatives"] or "all") == "all" and self._prior_weight == 0:
             return
         counts = training_target_counts(dataset, self.ITEM_SEQ, self.ITEM_SEQ_LEN, self.train_all_positions,
                                         self.n_items)
@@ -284,34 +289,35 @@ class LAMIA(SequentialRecommender):
         if len(trained) == 0:
             raise UserInputError("item_loss_negatives: trained and popularity_prior_weight need a training split "
                                  "with at least one target.")
-        column_of_item = torch.zeros(self.n_items, dtype=torch.long)
+        column_of_item = torch.full((self.n_items,), -1, dtype=torch.long)  # an untrained target fails loudly
         column_of_item[trained] = torch.arange(len(trained))
-        log_share = torch.log(counts.double() / counts.sum()).float()
         self.trained_columns, self.column_of_item = trained, column_of_item
-        self.train_prior = prior_weight * log_share[trained]
-        self._target_counts, self._prior_weight = counts, prior_weight
-        if prior_weight > 0:
-            self.set_unseen_item_count(1.0 if config["unseen_item_count"] is None else config["unseen_item_count"])
+        self.train_prior = self._prior_weight * torch.log(counts[trained].double() / counts.sum()).float()
+        if self._prior_weight > 0:
+            self.train_target_counts = counts
 
     def set_unseen_item_count(self, count):
         """Score items with no training targets as if they had ``count`` (``popularity_prior_weight`` > 0).
 
-        Only evaluation reads it (unseen items are outside the training softmax), so it can be chosen on the
-        validation split after training (``benchmarks/unseen_prior_sweep.py``).
+        Unseen items are outside the training softmax, so the weights do not depend on it; but validation scores
+        with it, so it also decides which epoch is the best checkpoint. ``benchmarks/unseen_prior_sweep.py``
+        rescores one trained checkpoint with other counts.
         """
         if self._prior_weight == 0:
             raise UserInputError("set_unseen_item_count needs popularity_prior_weight > 0.")
-        counts = self._target_counts.double()
-        smoothed = torch.where(counts > 0, counts, torch.tensor(float(count), dtype=torch.double))
-        score_prior = self._prior_weight * torch.log(smoothed / counts.sum()).float()
-        score_prior[0] = 0.0  # padding's score is -inf already
-        self.score_prior = score_prior.to(self.item_codes.device)
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or count <= 0:
+            raise UserInputError(f"unseen_item_count must be a number > 0, got {count!r}.")
+        self.unseen_item_count = float(count)
 
     def item_prior(self, items=None):
         """The popularity prior of the items' scores (``[n_items]``, or of ``items``); 0 when it is off."""
-        if self.score_prior is None:
+        if self.train_target_counts is None:
             return 0.0
-        return self.score_prior if items is None else self.score_prior[items]
+        counts = self.train_target_counts.double()
+        smoothed = torch.where(counts > 0, counts, torch.full_like(counts, self.unseen_item_count))
+        prior = (self._prior_weight * torch.log(smoothed / counts.sum())).float()
+        prior[0] = 0.0  # padding's score is -inf already
+        return prior if items is None else prior[items]
 
     def _last_items(self, interaction):
         """``[B]``: the last item of each history."""
