@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--run_dir", required=True, help="a leaderboard phase folder (spec.json, best.pth)")
     parser.add_argument("--counts", default="1,2,5,10,20,50", help="comma-separated unseen_item_count values")
     parser.add_argument("--data_path", default=None, help="override the data_path stored in spec.json")
-    parser.add_argument("--name", default=None, help="output file stem (default: the name of the checkpoint_dir the row was trained in)")
+    parser.add_argument("--name", default=None, help="output file stem (default: the row's checkpoint_dir name)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "results"))
     args = parser.parse_args(argv)
