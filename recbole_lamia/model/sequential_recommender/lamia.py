@@ -49,6 +49,13 @@ def training_target_counts(dataset, seq_field, len_field, all_positions, n_items
     return counts[:n_items]
 
 
+def check_unseen_item_count(count):
+    """``count`` as a float, or ``UserInputError`` unless it is a number > 0."""
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or count <= 0:
+        raise UserInputError(f"unseen_item_count must be a number > 0, got {count!r}.")
+    return float(count)
+
+
 class LAMIA(SequentialRecommender):
     """Reads a user's history as semantic tokens and generates the next item's h tokens.
 
@@ -100,10 +107,7 @@ class LAMIA(SequentialRecommender):
         if (negatives == "trained" or prior > 0) and item_loss_weight == 0:
             raise UserInputError("item_loss_negatives: trained and popularity_prior_weight act on the whole-item "
                                  "loss, which item_loss_weight: 0 turns off.")
-        unseen = config["unseen_item_count"]
-        unseen = 1.0 if unseen is None else unseen
-        if isinstance(unseen, bool) or not isinstance(unseen, (int, float)) or unseen <= 0:
-            raise UserInputError(f"unseen_item_count must be a number > 0, got {unseen!r}.")
+        check_unseen_item_count(1.0 if config["unseen_item_count"] is None else config["unseen_item_count"])
         if prior > 0 and config["beam_search"]:
             raise UserInputError("popularity_prior_weight adds a prior to every item's score, which the beam search "
                                  "does not; set beam_search: False or popularity_prior_weight: 0.")
@@ -305,9 +309,7 @@ class LAMIA(SequentialRecommender):
         """
         if self._prior_weight == 0:
             raise UserInputError("set_unseen_item_count needs popularity_prior_weight > 0.")
-        if isinstance(count, bool) or not isinstance(count, (int, float)) or count <= 0:
-            raise UserInputError(f"unseen_item_count must be a number > 0, got {count!r}.")
-        self.unseen_item_count = float(count)
+        self.unseen_item_count = check_unseen_item_count(count)
 
     def item_prior(self, items=None):
         """The popularity prior of the items' scores (``[n_items]``, or of ``items``); 0 when it is off."""
