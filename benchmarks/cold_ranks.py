@@ -63,6 +63,7 @@ def main():
     import numpy as np
     import torch
 
+    from recbole_lamia.leaderboard.child import write_json_atomic
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
 
     if args.threads:
@@ -99,8 +100,7 @@ def main():
         result["cold_ids"] = shared_tokens(dataset.item_semantic_ids.numpy(), cold_items)
     print(json.dumps(result, indent=1))
     out = os.path.join(ROOT, "results", f"cold_ranks_{args.name or spec.get('row', spec['model'])}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write_json_atomic(out, result)
     print(f"written {out}")
 
 

@@ -60,6 +60,7 @@ def main():
     import numpy as np
     import torch
 
+    from recbole_lamia.leaderboard.child import write_json_atomic
     from recbole_lamia.leaderboard.significance import paired_comparison, per_user_metrics
 
     if args.threads:
@@ -104,8 +105,7 @@ def main():
     if args.split == "valid" and "valid" not in stem:  # never overwrite a test comparison of the same name
         stem += "_valid"
     out = os.path.join(ROOT, "results", f"paired_{stem}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write_json_atomic(out, result)
     print(f"written {out}")
 
 

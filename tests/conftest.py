@@ -62,6 +62,14 @@ def _save_tiny_encoder(folder, kind):
     if kind == "bert":
         model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+    elif kind == "mpnet":
+        from transformers import MPNetConfig, MPNetModel
+
+        model = MPNetModel(MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=66,
+                                       relative_attention_num_buckets=32, pad_token_id=tokenizer.pad_token_id))
+        with torch.no_grad():  # a trained MPNet's position bias is large; the random init's is not
+            model.encoder.relative_attention_bias.weight.normal_(0.0, 2.0)
     else:
         model = OPTModel(OPTConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                                    ffn_dim=64, num_attention_heads=2, max_position_embeddings=64,
@@ -74,6 +82,11 @@ def _save_tiny_encoder(folder, kind):
 @pytest.fixture(scope="session")
 def tiny_bert_path(tmp_path_factory):
     return _save_tiny_encoder(str(tmp_path_factory.mktemp("tiny-bert")), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet_path(tmp_path_factory):
+    return _save_tiny_encoder(str(tmp_path_factory.mktemp("tiny-mpnet")), "mpnet")
 
 
 @pytest.fixture(scope="session")

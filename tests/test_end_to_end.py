@@ -21,6 +21,13 @@ def _build(model, config_dict):
     return config, dataset
 
 
+def _untrained_lamia_and_test_batch(config_dict):
+    """An untrained LAMIA in eval mode on the tiny dataset, and its first test batch."""
+    config, dataset = _build("LAMIA", config_dict)
+    train, _, test = data_preparation(config, dataset)
+    return LAMIA(config, train._dataset).eval(), next(iter(test))[0]
+
+
 def test_lamia_trains_and_evaluates_with_recbole_trainer(tiny_data_path, tiny_bert_path, tmp_path):
     config, dataset = _build("LAMIA", tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
     assert isinstance(dataset, LAMIADataset)
@@ -45,10 +52,7 @@ def test_lamia_trains_and_evaluates_with_recbole_trainer(tiny_data_path, tiny_be
 
 
 def test_full_sort_scores_equal_sum_of_token_log_probs(tiny_data_path, tiny_bert_path, tmp_path):
-    config, dataset = _build("LAMIA", tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
-    train, _, test = data_preparation(config, dataset)
-    model = LAMIA(config, train._dataset).eval()
-    batch = next(iter(test))[0]
+    model, batch = _untrained_lamia_and_test_batch(tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
     with torch.no_grad():
         scores = model.full_sort_predict(batch)
         log_probs = model.level_log_probs(model.forward(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]))
@@ -190,10 +194,7 @@ def test_unseen_item_has_a_token_representation(tiny_data_path, tiny_bert_path, 
 
 
 def test_beam_search_scores_only_real_items_with_their_exact_scores(tiny_data_path, tiny_bert_path, tmp_path):
-    config, dataset = _build("LAMIA", tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
-    train, _, test = data_preparation(config, dataset)
-    model = LAMIA(config, train._dataset).eval()
-    batch = next(iter(test))[0]
+    model, batch = _untrained_lamia_and_test_batch(tiny_config(tiny_data_path, tiny_bert_path, tmp_path))
     with torch.no_grad():
         exact = model.full_sort_predict(batch)
         model.beam_search, model.beam_size = True, 12
@@ -202,7 +203,7 @@ def test_beam_search_scores_only_real_items_with_their_exact_scores(tiny_data_pa
     assert (kept.sum(1) == 12).all() and not kept[:, 0].any()  # 12 real items, never the padding item
     assert torch.allclose(beam[kept], exact[kept], atol=1e-5)
     with torch.no_grad():  # a beam as wide as the catalogue is exact
-        model.beam_size = dataset.item_num - 1
+        model.beam_size = model.n_items - 1
         wide = model.full_sort_predict(batch)
     assert torch.isfinite(wide[:, 1:]).all()
     assert torch.allclose(wide[:, 1:], exact[:, 1:], atol=1e-5)

@@ -38,3 +38,38 @@ def test_objectives_behave():
     assert aspect_info_nce(z, z, 0.1) < aspect_info_nce(z, torch.randn(16, 3, 8), 0.1)
     same = z[:, :1].expand(-1, 3, -1)
     assert aspect_decorrelation(same) > 0.99 and aspect_decorrelation(z) < 0.5
+
+
+def test_mpnet_layers_with_the_stack_position_bias_reproduce_the_model(tiny_mpnet_path):
+    tokenizer, model = load_text_encoder(tiny_mpnet_path)
+    model.eval()
+    stack = LayerStack.from_model(model)
+    batch = tokenizer(["a red lipstick", "shampoo for dry hair with argan oil and a long name"],
+                      padding=True, return_tensors="pt")
+    mask = batch["attention_mask"].bool()
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state
+        hidden = model.embeddings(input_ids=batch["input_ids"])
+        bias = stack.attention_bias(mask, 0)
+        without_bias = hidden
+        for layer in stack.layers:
+            hidden = layer(hidden, attention_mask=bias, **stack.layer_kwargs(mask, 0))[0]
+            without_bias = layer(without_bias, attention_mask=bias)[0]
+    assert torch.allclose(hidden[mask], expected[mask], atol=1e-5)
+    assert not torch.allclose(without_bias[mask], expected[mask], atol=1e-3)  # the bias matters
+
+
+def test_mpnet_palette_does_not_depend_on_batch_padding(tiny_mpnet_path):
+    from recbole_lamia.tokenizer.palette import PaletteEncoder
+
+    _, model = load_text_encoder(tiny_mpnet_path)
+    encoder = PaletteEncoder(LayerStack.from_model(model), palette_size=3, palette_dim=8, tune_layers=2).eval()
+    torch.manual_seed(0)
+    states = torch.randn(1, 5, 32)
+    padded = torch.cat([states, torch.randn(1, 20, 32)], dim=1)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    padded_mask = torch.cat([mask, torch.zeros(1, 20, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        alone = encoder(states, mask)[1]
+        in_a_padded_batch = encoder(padded, padded_mask)[1]
+    assert torch.allclose(alone, in_a_padded_batch, atol=1e-5)

