@@ -54,6 +54,19 @@ def test_bad_training_input_is_one_line_with_status_2(args, message, monkeypatch
     assert err.startswith("error: ") and message in err and "\n" not in err
 
 
+def test_split_zip_encoder_without_its_parts_is_one_line_with_status_2(monkeypatch, capsys):
+    from recbole_lamia.tokenizer import text_encoder
+
+    spec = text_encoder.SplitZipEncoder(("no-such-part-001", "no-such-part-002"), "model", "0" * 64, ("config.json",))
+    monkeypatch.setitem(text_encoder._SPLIT_ZIP_ENCODERS, "all-mpnet-base-v2", spec)  # as on a machine without them
+    argv = ["--dataset=ml-100k", "--text_encoder=all-mpnet-base-v2"]
+    monkeypatch.setattr(sys, "argv", ["run_recbole_lamia.py", *argv])
+    assert run_recbole_lamia.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "needs the packages no-such-part-001 no-such-part-002" in err
+    assert "\n" not in err
+
+
 def test_bad_yaml_config_file_is_one_line(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: [1, 2\n")

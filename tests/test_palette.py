@@ -73,3 +73,15 @@ def test_mpnet_palette_does_not_depend_on_batch_padding(tiny_mpnet_path):
         alone = encoder(states, mask)[1]
         in_a_padded_batch = encoder(padded, padded_mask)[1]
     assert torch.allclose(alone, in_a_padded_batch, atol=1e-5)
+
+
+def test_mpnet_position_bias_ignores_the_tokens_a_tuning_view_drops(tiny_mpnet_path):
+    _, model = load_text_encoder(tiny_mpnet_path)
+    stack = LayerStack.from_model(model)
+    full = torch.ones(2, 10, dtype=torch.bool)
+    full[1, 7:] = False  # a shorter item, padded
+    view = full.clone()
+    view[0, 2:5] = False  # dropped tokens, the final special token kept
+    view[1, 1] = False
+    with torch.no_grad():
+        assert torch.equal(stack.layer_kwargs(view, 3)["position_bias"], stack.layer_kwargs(full, 3)["position_bias"])

