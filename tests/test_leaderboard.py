@@ -508,3 +508,19 @@ def test_unseen_prior_sweep_reproduces_the_row_at_its_trained_count(tiny_data_pa
     best = max(result["rows"], key=lambda r: r["valid"]["ndcg@10"])
     assert result["chosen_on_valid_ndcg@10"] == best["unseen_item_count"]
     assert os.path.exists(tmp_path / "unseen_prior_sweep_ckpt.json")
+
+
+def test_sigterm_stops_the_leaderboard_as_ctrl_c_does():
+    import signal
+    import time
+
+    import pytest
+
+    from recbole_lamia.leaderboard.runner import sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_as_interrupt():
+        with pytest.raises(KeyboardInterrupt):  # the path that terminates the row's child process
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -39,6 +39,9 @@ ROWS = {
                            "ablation: palette + RQ-VAE (TIGER's 3 x 256 codes) instead of k-means"),
     "LAMIA-sentence": RowSpec("LAMIA", {"item_embedding": "sentence"},
                               "ablation: one sentence embedding + k-means"),
+    # The like-for-like test of the palette: one embedding cut into as many tokens as the palette has aspects.
+    "LAMIA-sentence-pq": RowSpec("LAMIA", {"item_embedding": "sentence", "quantizer": "pq", "pq_subspaces": 16},
+                                 "ablation: one sentence embedding, PQ into 16 tokens (the palette's ID shape)"),
 }
 
 DEFAULT_ROWS = list(ROWS)

@@ -30,12 +30,14 @@ every row. Finished rows (status ``early_stopped``, ``max_epochs`` or ``budget``
 next run; a row that failed or was interrupted is run again and continues from its last saved epoch
 (``<checkpoint_dir>/<dataset>/<row>/<phase>/last.pth``, through RecBole's ``Trainer.resume_checkpoint``),
 provided it was written with the same configuration (``epochs``, ``stopping_step`` and the budget may
-change). Config precedence: the plugin's ``properties/`` YAML < ``--config_files`` < the shared settings
-(``shared_config``: seed, metrics, ...) < ``--set`` < the row's overrides < ``--set ROW:...``.
+change). Ctrl-C or SIGTERM stops the running row's process too, and writes the table. Config precedence: the
+plugin's ``properties/`` YAML < ``--config_files`` < the shared settings (``shared_config``: seed, metrics, ...)
+< ``--set`` < the row's overrides < ``--set ROW:...``.
 """
 
 import argparse
 import collections
+import contextlib
 import functools
 import hashlib
 import json
@@ -392,8 +394,8 @@ def run_leaderboard(dataset, data_path=None, models=None, rows=None, overrides=N
                         with clean_argv():
                             result = run_phase_safely(dict(phase_spec, isolated=False), progress=log)
                 except KeyboardInterrupt:
-                    result = {"status": "error", "error": "interrupted (Ctrl-C); rerun to continue from the last "
-                                                          "saved epoch"}
+                    result = {"status": "error", "error": "interrupted (Ctrl-C or SIGTERM); rerun to continue from "
+                                                          "the last saved epoch"}
                     interrupted = True
                 result["fingerprint"] = fingerprint
                 if result.get("status") in FINISHED:
@@ -480,7 +482,27 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within it, SIGTERM (``kill``, a job scheduler) stops the leaderboard as Ctrl-C does: the running row's
+    child process is terminated, its last saved epoch kept, and the finished rows written."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
+    """The leaderboard command (``python -m recbole_lamia.leaderboard``); returns the exit status."""
+    with sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     if args.list:
         for name, spec in ROWS.items():
