@@ -36,7 +36,8 @@ def test_create_dataset_builds_plugin_dataset(tiny_data_path, tiny_bert_path, tm
 
 def test_plugin_yaml_defaults_apply_and_user_values_override():
     config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palette_dim": 12})
-    assert config["quantizer"] == "kmeans"  # properties/LAMIA.yaml
+    assert config["codebook_size"] == 256  # properties/LAMIA.yaml
+    assert config["quantizer"] == "pq"  # properties/ml-100k/LAMIA.yaml beats it
     assert config["item_text_fields"] == ["movie_title", "release_year", "class"]  # properties/ml-100k.yaml
     assert config["palette_dim"] == 12  # config_dict beats plugin YAML
     sasrec = Config(model="SASRec", dataset="ml-100k", config_dict={})
