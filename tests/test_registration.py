@@ -63,6 +63,15 @@ def test_per_dataset_model_yaml_applies_to_that_model_only(tmp_path, monkeypatch
     assert tiger["codebook_size"] == 256  # another model on the dataset does not see it
 
 
+def test_shipped_per_dataset_files_reach_recbole_models_on_that_dataset_only(tmp_path):
+    beauty = {"data_path": str(tmp_path)}  # no shipped copy is unpacked for a Config alone
+    bert = Config(model="BERT4Rec", dataset="amazon-beauty", config_dict=beauty)
+    assert (bert["mask_ratio"], bert["hidden_dropout_prob"]) == (0.6, 0.5)  # properties/amazon-beauty/BERT4Rec.yaml
+    assert Config(model="BERT4Rec", dataset="ml-100k", config_dict={})["mask_ratio"] == 0.2  # RecBole's default
+    assert "mask_ratio" not in Config(model="SASRec", dataset="amazon-beauty", config_dict=beauty)
+    assert Config(model="LAMIA", dataset="amazon-beauty", config_dict=beauty)["quantizer"] == "multiscale_kmeans"
+
+
 def test_typo_detection_only_flags_plugin_like_keys():
     config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palete_size": 3, "learning_rate": 0.01,
                                                                    "totally_unrelated_key": 1})
