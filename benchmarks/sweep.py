@@ -1,6 +1,7 @@
 """Sweep one config key of a model on one dataset; choose by the VALID metric, report test alongside.
 
-    python benchmarks/sweep.py --model=LAMIA --dataset=ml-100k --key=palette_size --values=1,2,4,8
+    python benchmarks/sweep.py --model=LAMIA --dataset=ml-100k --key=palette_size --values=1,2,4,8 \
+        --set item_embedding=palette --set quantizer=kmeans   # ml-100k's LAMIA default has no palette
     python benchmarks/sweep.py --model=LAMIA --dataset=amazon-beauty --data_path=../shared/datasets \
         --key=palette_size --values=2,4,8 --set epochs=20
 

@@ -391,6 +391,26 @@ def test_fingerprint_covers_plugin_settings_not_yaml_bytes_and_keeps_the_older_f
         config_fingerprint(*args, scheme="no_plugin_files")
 
 
+def test_fingerprint_leaves_out_level_options_the_quantizer_ignores():
+    from recbole_lamia.leaderboard.runner import config_fingerprint
+
+    def fingerprint(**settings):
+        return config_fingerprint("LAMIA", "amazon-beauty", "main", {"epochs": 3, **settings}, None,
+                                  {"ratio": 0.0, "seed": 1})
+
+    # amazon-beauty's LAMIA quantizer (multiscale_kmeans) reads no level option; PQ reads pq_subspaces.
+    assert fingerprint(pq_subspaces=16) == fingerprint()
+    assert fingerprint(quantizer="pq", pq_subspaces=16) != fingerprint(quantizer="pq", pq_subspaces=8)
+    assert fingerprint(quantizer="rqvae", rq_levels=4) != fingerprint(quantizer="rqvae")
+    # ml-100k's LAMIA file sets quantizer: pq, pq_subspaces: 16; the palette with k-means there ignores the latter
+    # (the same settings as before that file existed: ``results/README.md`` reruns the recorded palette rows so).
+    palette = {"item_embedding": "palette", "quantizer": "kmeans"}
+    assert config_fingerprint("LAMIA", "ml-100k", "main", palette, None, {}) == config_fingerprint(
+        "LAMIA", "ml-100k", "main", {**palette, "pq_subspaces": None}, None, {})
+    assert config_fingerprint("LAMIA", "ml-100k", "main", {**palette, "quantizer": "pq"}, None, {}) != \
+        config_fingerprint("LAMIA", "ml-100k", "main", {**palette, "quantizer": "pq", "pq_subspaces": 8}, None, {})
+
+
 def test_reloaded_rows_rank_targets_as_the_table_and_compare_pairwise(tiny_data_path, tiny_bert_path, tmp_path):
     import pytest
 

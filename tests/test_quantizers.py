@@ -181,6 +181,44 @@ def test_quantizer_defaults_enter_the_tokenizer_params_and_the_cache_key(monkeyp
     assert ItemTokenizer(tokenizer_params(base)).code_key("embeddings") == explicit.code_key("embeddings")
 
 
+def test_a_level_option_the_quantizer_ignores_keys_no_codes_and_is_reported():
+    from recbole_lamia.tokenizer.item_tokenizer import (
+        ItemTokenizer,
+        ignored_tokenizer_keys,
+        tokenizer_params,
+        unused_level_keys,
+    )
+
+    def key(**settings):
+        return ItemTokenizer(tokenizer_params({"item_text_fields": ["title"], **settings})).code_key("embeddings")
+
+    # ml-100k's LAMIA file sets pq_subspaces: 16; a palette run there with k-means must find its old codes.
+    assert key(quantizer="kmeans", pq_subspaces=16) == key(quantizer="kmeans")
+    assert key(quantizer="multiscale_kmeans", rq_levels=5) == key(quantizer="multiscale_kmeans")
+    assert key(quantizer="pq", pq_subspaces=16) != key(quantizer="pq", pq_subspaces=8)
+    assert key(quantizer="rq_kmeans", rq_levels=4) != key(quantizer="rq_kmeans")
+    assert key(quantizer="random", random_levels=2) != key(quantizer="random")
+    assert unused_level_keys("pq") == ("rq_levels", "random_levels")
+
+    # A quantizer of your own that does not declare LEVEL_OPTIONS: every level option keys its codes.
+    @register_quantizer("test_undeclared_levels")
+    class Undeclared(get_quantizer_class("kmeans")):
+        LEVEL_OPTIONS = None
+
+    try:
+        assert unused_level_keys("test_undeclared_levels") == ()
+        assert key(quantizer="test_undeclared_levels", pq_subspaces=16) != key(quantizer="test_undeclared_levels")
+    finally:
+        QUANTIZER_REGISTRY.pop("test_undeclared_levels")
+
+    sentence = tokenizer_params({"item_text_fields": ["title"], "item_embedding": "sentence", "quantizer": "kmeans"})
+    given = {"palette_size", "use_contrastive", "pq_subspaces", "rq_levels", "codebook_size", "learning_rate"}
+    assert ignored_tokenizer_keys(sentence, given) == ["palette_size", "pq_subspaces", "rq_levels", "use_contrastive"]
+    assert ignored_tokenizer_keys(sentence, given, with_quantizer=False) == ["palette_size", "use_contrastive"]
+    palette_pq = tokenizer_params({"item_text_fields": ["title"], "quantizer": "pq"})
+    assert ignored_tokenizer_keys(palette_pq, given) == ["rq_levels"]
+
+
 def test_multiscale_kmeans_default_coarse_size_follows_the_capped_codebook():
     # amazon-beauty's setting: 2048 fine codes give 256 coarse ones, the size its leaderboard row was trained with
     x = _embeddings(n=3000, h=1, d=4)

@@ -72,6 +72,21 @@ def test_shipped_per_dataset_files_reach_recbole_models_on_that_dataset_only(tmp
     assert Config(model="LAMIA", dataset="amazon-beauty", config_dict=beauty)["quantizer"] == "multiscale_kmeans"
 
 
+def test_palette_settings_under_a_sentence_embedding_are_reported_as_ignored(caplog):
+    from recbole_lamia.tokenizer.item_tokenizer import tokenizer_params
+    from recbole_lamia.utils.config_check import warn_ignored_tokenizer_keys
+
+    # ml-100k's LAMIA default is one sentence embedding + PQ: a palette setting there would silently do nothing.
+    config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palette_size": 8, "use_contrastive": False})
+    with caplog.at_level(logging.WARNING):
+        assert warn_ignored_tokenizer_keys(config, tokenizer_params(config)) == ["palette_size", "use_contrastive"]
+    assert "palette_size, use_contrastive have no effect with item_embedding: sentence" in caplog.text
+    palette = Config(model="LAMIA", dataset="ml-100k", config_dict={"palette_size": 8, "item_embedding": "palette",
+                                                                    "quantizer": "kmeans"})
+    # pq_subspaces comes from the plugin's file, not from the user: not reported
+    assert warn_ignored_tokenizer_keys(palette, tokenizer_params(palette)) == []
+
+
 def test_typo_detection_only_flags_plugin_like_keys():
     config = Config(model="LAMIA", dataset="ml-100k", config_dict={"palete_size": 3, "learning_rate": 0.01,
                                                                    "totally_unrelated_key": 1})

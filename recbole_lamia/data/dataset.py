@@ -5,7 +5,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 
 from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
-from recbole_lamia.utils.config_check import warn_unknown_plugin_keys
+from recbole_lamia.utils.config_check import warn_ignored_tokenizer_keys, warn_unknown_plugin_keys
 from recbole_lamia.utils.distributed import rank_zero_first
 
 
@@ -22,6 +22,7 @@ class SemanticIDDataset(SequentialDataset):
         warn_unknown_plugin_keys(config)
         # Validate before the (slow) data loading so that bad settings fail fast.
         self.tokenizer_params = tokenizer_params(config)
+        warn_ignored_tokenizer_keys(config, self.tokenizer_params)
         super().__init__(config)
         tokenizer = ItemTokenizer(self.tokenizer_params)
         with rank_zero_first():  # several processes: rank 0 tokenizes, the others read its cache
@@ -50,6 +51,7 @@ class TextEmbeddingDataset(SequentialDataset):
     def __init__(self, config):
         warn_unknown_plugin_keys(config)
         self.tokenizer_params = tokenizer_params(config)
+        warn_ignored_tokenizer_keys(config, self.tokenizer_params, with_quantizer=False)
         super().__init__(config)
         tokenizer = ItemTokenizer(self.tokenizer_params)
         with rank_zero_first():

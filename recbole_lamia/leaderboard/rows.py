@@ -31,6 +31,10 @@ ROWS = {
     "FDSA": RowSpec("FDSA", {"loss_type": "CE", "selected_features": "auto"},
                     "RecBole FDSA, feature-aware (categorical item fields)"),
     "TextKNN": RowSpec("TextKNN", {}, "content baseline: items nearest by text to the last history item, untrained"),
+    # Each ablation changes one thing against the dataset's LAMIA setting. Where that is not the palette (ml-100k:
+    # one sentence embedding + PQ, properties/ml-100k/LAMIA.yaml), add --set item_embedding=palette --set
+    # quantizer=kmeans: a shared --set sits below a row's own overrides, and without it the palette rows' options
+    # are ignored (the dataset logs a warning naming them).
     "LAMIA-no-recon": RowSpec("LAMIA", {"use_text_reconstruction": False}, "ablation: no text reconstruction"),
     "LAMIA-no-contrastive": RowSpec("LAMIA", {"use_contrastive": False}, "ablation: no contrastive term"),
     # RQ-VAE with TIGER's settings (3 levels x 256 codes + a collision token), also where a dataset file

@@ -115,8 +115,9 @@ def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, s
     With the current ``scheme`` ("settings") it covers the row's effective plugin settings: the plugin's YAML
     values for ``model`` on ``dataset`` (``properties/...``) overlaid with ``config_dict``, minus the keys that
     may change on a continuation (``RESUMABLE_KEYS``) and minus options at the model's neutral value
-    (``NEUTRAL_OPTIONS``: the value that reproduces the model from before the option existed). So editing a tuned
-    setting starts the row afresh, while comments, reformatting, or a new option at its neutral value do not.
+    (``NEUTRAL_OPTIONS``: the value that reproduces the model from before the option existed), and minus level
+    options the row's quantizer never reads (``unused_level_keys``). So editing a tuned setting starts the row
+    afresh, while comments, reformatting, a new option at its neutral value, or a setting the row ignores do not.
     ``--config_files`` are covered by their bytes. ``scheme`` picks an older form (``FINGERPRINT_SCHEMES``).
     """
     if scheme not in FINGERPRINT_SCHEMES:
@@ -127,10 +128,13 @@ def config_fingerprint(model, dataset, phase, config_dict, config_files, cold, s
             files.append((os.path.abspath(path), hashlib.sha256(f.read()).hexdigest()))
     payload = {"model": model, "dataset": dataset, "phase": phase, "files": files, "cold": cold}
     if scheme == "settings":
+        from recbole_lamia.tokenizer.item_tokenizer import unused_level_keys
+
         neutral = registration.neutral_options(model)
         merged = {**plugin_settings(model, dataset), **config_dict}
+        ignored = set(RESUMABLE_KEYS) | set(unused_level_keys(merged["quantizer"]) if "quantizer" in merged else ())
         payload["settings"] = {k: v for k, v in merged.items()
-                               if k not in RESUMABLE_KEYS and not (k in neutral and v == neutral[k])}
+                               if k not in ignored and not (k in neutral and v == neutral[k])}
     else:  # the older payload, byte for byte, so that its hashes still match
         payload["config"] = {k: v for k, v in config_dict.items() if k not in RESUMABLE_KEYS}
         hashes = {}

@@ -60,6 +60,10 @@ class AbstractQuantizer:
     # Defaults of this quantizer's own ``<name>_...`` keys: they enter the tokenizer's params, and so the
     # semantic-ID cache key, so that changing a default does not load codes made with the old one.
     DEFAULTS = {}
+    # Which of the tokenizer's level options (``rq_levels``, ``pq_subspaces``, ``random_levels``) this quantizer
+    # reads. None (the default, for your own quantizers): all of them may, so all of them key its cached codes.
+    # A tuple: the others are ignored, do not key the codes, and are reported as ignored when a user sets them.
+    LEVEL_OPTIONS = None
 
     def __init__(self, params):
         self.params = params

@@ -27,6 +27,8 @@ def nearest(centroids, x, n):
 class KMeansQuantizer(AbstractQuantizer):
     """One k-means codebook of ``codebook_size`` codes per aspect; codes ``[n, h]``."""
 
+    LEVEL_OPTIONS = ()
+
     def fit(self, embeddings):
         n, h, _ = embeddings.shape
         k = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)

@@ -16,6 +16,7 @@ class ProductQuantizer(AbstractQuantizer):
     The codebook size per sub-vector is rounded down to a power of two (faiss uses ``nbits``).
     """
 
+    LEVEL_OPTIONS = ("pq_subspaces",)
     use_rotation = False
 
     def _subspaces(self, h, dim):

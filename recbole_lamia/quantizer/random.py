@@ -9,6 +9,8 @@ from recbole_lamia.quantizer.base import AbstractQuantizer, cap_codebook_size, r
 class RandomQuantizer(AbstractQuantizer):
     """Uniform seeded codes, one level per aspect (or ``random_levels``)."""
 
+    LEVEL_OPTIONS = ("random_levels",)
+
     def fit(self, embeddings):
         n, h, _ = embeddings.shape
         k = cap_codebook_size(int(self.params["codebook_size"]), n, self.logger)

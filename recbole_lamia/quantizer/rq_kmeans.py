@@ -10,6 +10,8 @@ from recbole_lamia.quantizer.kmeans import nearest, train_kmeans
 class ResidualKMeansQuantizer(AbstractQuantizer):
     """``rq_levels`` residual k-means codebooks over the concatenated aspects; codes ``[n, levels]``."""
 
+    LEVEL_OPTIONS = ("rq_levels",)
+
     def fit(self, embeddings):
         x = embeddings.reshape(len(embeddings), -1).astype(np.float32)
         k = cap_codebook_size(int(self.params["codebook_size"]), len(x), self.logger)

@@ -44,6 +44,8 @@ class RQVAEQuantizer(AbstractQuantizer):
     ``codebook_size``, ``rq_levels``, ``kmeans_iterations`` (for the codebook initialisation).
     """
 
+    LEVEL_OPTIONS = ("rq_levels",)
+
     def __init__(self, params):
         super().__init__(params)
         self.levels = int(params.get("rq_levels") or 3)

@@ -67,6 +67,23 @@ _PALETTE_KEYS = [k for k in TOKENIZER_DEFAULTS if k.startswith(("palette_", "use
 _EMBEDDING_KEYS = ["item_embedding", "text_encoder", "max_text_length"]
 _QUANTIZER_KEYS = ["quantizer", "codebook_size", "collision_handling", "kmeans_iterations", "rq_levels",
                    "pq_subspaces", "random_levels"]
+_LEVEL_KEYS = ("rq_levels", "pq_subspaces", "random_levels")
+
+
+def unused_level_keys(quantizer):
+    """The level options (``rq_levels``, ``pq_subspaces``, ``random_levels``) that quantizer ``quantizer`` never
+    reads, by its ``LEVEL_OPTIONS``; empty for a quantizer that does not declare them or is not registered."""
+    used = getattr(QUANTIZER_REGISTRY.get(quantizer), "LEVEL_OPTIONS", None)
+    return () if used is None else tuple(k for k in _LEVEL_KEYS if k not in used)
+
+
+def ignored_tokenizer_keys(params, given, with_quantizer=True):
+    """The keys among ``given`` (the ones a user set) that the tokenizer settings ``params`` never read: the
+    palette's settings under ``item_embedding: sentence``, and level options the chosen quantizer ignores."""
+    ignored = set(_PALETTE_KEYS) | {"contrastive_negatives"} if params["item_embedding"] != "palette" else set()
+    if with_quantizer:
+        ignored.update(unused_level_keys(params["quantizer"]))
+    return sorted(ignored & set(given))
 
 
 def tokenizer_params(config):
@@ -199,6 +216,8 @@ class ItemTokenizer:
     def code_key(self, embedding_key):
         p = self.params
         settings = {k: p[k] for k in _QUANTIZER_KEYS}
+        # A level option the quantizer ignores keys as its default, so setting it does not refit the same codes.
+        settings.update({k: TOKENIZER_DEFAULTS[k] for k in unused_level_keys(p["quantizer"])})
         settings.update({k: v for k, v in p.items() if k.startswith(f"{p['quantizer']}_")})
         settings["seed"] = p["seed"]
         return stable_hash("codes-v1", embedding_key, settings)

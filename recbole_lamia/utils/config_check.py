@@ -45,11 +45,17 @@ COMMAND_LINE_ARGUMENTS = frozenset({"model", "dataset", "config_files", "nproc",
                                     "group_offset", "debug", "resume", "leaderboard"})
 
 
-def unknown_plugin_like_keys(config):
-    """``[(key, suggestion)]`` for user-given keys that nobody defines but resemble a plugin key."""
+def user_given_keys(config):
+    """The keys the user set on a RecBole Config: config files, ``config_dict`` and the command line."""
     user_keys = set()
     for attribute in ("file_config_dict", "variable_config_dict", "cmd_config_dict"):
         user_keys.update(getattr(config, attribute, None) or {})
+    return user_keys
+
+
+def unknown_plugin_like_keys(config):
+    """``[(key, suggestion)]`` for user-given keys that nobody defines but resemble a plugin key."""
+    user_keys = user_given_keys(config)
     known = (plugin_keys() | recbole_keys() | COMMAND_LINE_ARGUMENTS
              | set(getattr(config, "internal_config_dict", {}) or {}))
     findings = []
@@ -66,6 +72,21 @@ def warn_unknown_plugin_keys(config):
     for key, suggestion in findings:
         getLogger().warning(f"Unknown config key '{key}' is ignored; did you mean '{suggestion}'?")
     return findings
+
+
+def warn_ignored_tokenizer_keys(config, params, with_quantizer=True):
+    """Log one warning naming the user-given tokenizer keys that ``params`` never reads (palette settings under
+    ``item_embedding: sentence``, level options of another quantizer); return them. ``with_quantizer=False``: the
+    model reads embeddings only, so no quantizer key is checked."""
+    from recbole_lamia.tokenizer.item_tokenizer import ignored_tokenizer_keys
+
+    ignored = ignored_tokenizer_keys(params, user_given_keys(config), with_quantizer=with_quantizer)
+    if ignored:
+        getLogger().warning(f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect with "
+                            f"item_embedding: {params['item_embedding']}, quantizer: {params['quantizer']}; "
+                            "set item_embedding: palette for the palette's settings, or the quantizer that "
+                            "reads the level option.")
+    return ignored
 
 
 def _is_int(value):
