@@ -95,13 +95,17 @@ def test_cli_run_killed_with_sigkill_resumes_with_one_flag(tiny_data_path, tiny_
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     saved = tmp_path / "split" / "saved"
+
+    def resume_points():  # not the hidden ".tmp-..." file a save writes before its rename (pathlib's glob sees it)
+        return [p for p in saved.glob("*-resume.pth") if not p.name.startswith(".")]
+
     process = subprocess.Popen(_cli(split_file), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     deadline = time.time() + 300
-    while not list(saved.glob("*-resume.pth")) and time.time() < deadline and process.poll() is None:
+    while not resume_points() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    points = list(saved.glob("*-resume.pth"))
+    points = resume_points()
     assert points, "the run ended before it saved a resume point"
     point = points[0]
     assert load_checkpoint(point)["epoch"] < 4  # killed before the end
