@@ -82,10 +82,11 @@ def warn_ignored_tokenizer_keys(config, params, with_quantizer=True):
 
     ignored = ignored_tokenizer_keys(params, user_given_keys(config), with_quantizer=with_quantizer)
     if ignored:
+        setting = f"item_embedding: {params['item_embedding']}" + (
+            f", quantizer: {params['quantizer']}" if with_quantizer else "")
         getLogger().warning(f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect with "
-                            f"item_embedding: {params['item_embedding']}, quantizer: {params['quantizer']}; "
-                            "set item_embedding: palette for the palette's settings, or the quantizer that "
-                            "reads the level option.")
+                            f"{setting}; set item_embedding: palette for the palette's settings, or the quantizer "
+                            "that reads the level option.")
     return ignored
 
 
