@@ -13,6 +13,7 @@ from recbole_lamia.compat import (
     silence_recbole_chained_fillna_warning,
 )
 from recbole_lamia.data.dataset import LAMIADataset, TextKNNDataset, TIGERDataset
+from recbole_lamia.model.sequential_recommender.bert4rec import BERT4Rec
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
 from recbole_lamia.model.sequential_recommender.textknn import TextKNN
 from recbole_lamia.model.sequential_recommender.tiger import TIGER
@@ -43,6 +44,8 @@ register_dataset(TIGERDataset, "TIGER")
 register_model(TextKNN)
 register_dataset(TextKNNDataset, "TextKNN")
 register_trainer(TextKNNTrainer)
+# RecBole's BERT4Rec with the same loss computed on the real masked positions only (model/.../bert4rec.py).
+register_model(BERT4Rec)
 
-__all__ = ["LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "TextKNN", "TextKNNDataset", "registered_models",
-           "__version__"]
+__all__ = ["BERT4Rec", "LAMIA", "LAMIADataset", "TIGER", "TIGERDataset", "TextKNN", "TextKNNDataset",
+           "registered_models", "__version__"]
