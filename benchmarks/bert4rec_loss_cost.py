@@ -34,6 +34,7 @@ def main():
     from recbole.utils import init_seed
 
     from recbole_lamia import BERT4Rec
+    from recbole_lamia.model.sequential_recommender.bert4rec import RecBoleBERT4Rec
 
     torch.set_num_threads(args.threads)
     config_dict = {"show_progress": False, "state": "WARNING", "use_gpu": False}
@@ -44,8 +45,7 @@ def main():
     config = Config(model="BERT4Rec", dataset=args.dataset, config_dict=config_dict)
     init_seed(config["seed"], True)
     train_data, _, _ = data_preparation(config, create_dataset(config))
-    recbole_class = BERT4Rec.__mro__[1]  # RecBole's own; its module path now gives the plugin's
-    models = {"recbole": recbole_class(config, train_data.dataset), "plugin": BERT4Rec(config, train_data.dataset)}
+    models = {"recbole": RecBoleBERT4Rec(config, train_data.dataset), "plugin": BERT4Rec(config, train_data.dataset)}
     models["plugin"].load_state_dict(models["recbole"].state_dict())
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=config["learning_rate"]) for name, m in models.items()}
     seconds = {name: 0.0 for name in models}

@@ -6,19 +6,15 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_seed
 
 from recbole_lamia import BERT4Rec
-from tests.conftest import TINY_DATASET
-
-# RecBole's own class. Not imported from its module path: once the plugin is imported, that path is the plugin's.
-RecBoleBERT4Rec = BERT4Rec.__mro__[1]
+from recbole_lamia.model.sequential_recommender.bert4rec import RecBoleBERT4Rec
+from tests.conftest import TINY_DATASET, tiny_config
 
 
-def _model_pair_and_batch(data_path, **overrides):
-    config = Config(model="BERT4Rec", dataset=TINY_DATASET, config_dict={
-        "data_path": data_path, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-        "state": "WARNING", "train_batch_size": 64, "MAX_ITEM_LIST_LENGTH": 20, "mask_ratio": 0.6,
-        "hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 2, "loss_type": "CE",
-        "train_neg_sample_args": None, "show_progress": False, "device": "cpu", **overrides})
+def _model_pair_and_batch(data_path, tmp_path, **overrides):
+    settings = {"load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "train_batch_size": 64,
+                "MAX_ITEM_LIST_LENGTH": 20, "mask_ratio": 0.6, "n_heads": 2, "loss_type": "CE", **overrides}
+    config = Config(model="BERT4Rec", dataset=TINY_DATASET,
+                    config_dict=tiny_config(data_path, None, tmp_path, **settings))
     init_seed(config["seed"], True)
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
@@ -44,8 +40,8 @@ def test_get_model_gives_the_plugin_bert4rec():
     assert RecBoleBERT4Rec.calculate_loss is not BERT4Rec.calculate_loss
 
 
-def test_ce_loss_and_gradients_equal_recboles(tiny_data_path):
-    theirs, ours, batch = _model_pair_and_batch(tiny_data_path)
+def test_ce_loss_and_gradients_equal_recboles(tiny_data_path, tmp_path):
+    theirs, ours, batch = _model_pair_and_batch(tiny_data_path, tmp_path)
     masked_index = batch[theirs.MASK_INDEX]
     real = int((masked_index > 0).sum())
     assert 0 < real < masked_index.numel()  # the batch has padded slots, so skipping them is tested
@@ -57,9 +53,9 @@ def test_ce_loss_and_gradients_equal_recboles(tiny_data_path):
         torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_loss_depends_on_every_masked_position(tiny_data_path):
+def test_loss_depends_on_every_masked_position(tiny_data_path, tmp_path):
     """Dropping one real masked position changes the loss: the selection is not a no-op."""
-    _, ours, batch = _model_pair_and_batch(tiny_data_path)
+    _, ours, batch = _model_pair_and_batch(tiny_data_path, tmp_path)
     ours.eval()
     with torch.no_grad():
         full = ours.calculate_loss(batch)
@@ -71,8 +67,8 @@ def test_loss_depends_on_every_masked_position(tiny_data_path):
     assert not torch.isclose(full, fewer)
 
 
-def test_bpr_loss_stays_recboles(tiny_data_path):
-    theirs, ours, batch = _model_pair_and_batch(tiny_data_path, loss_type="BPR")
+def test_bpr_loss_stays_recboles(tiny_data_path, tmp_path):
+    theirs, ours, batch = _model_pair_and_batch(tiny_data_path, tmp_path, loss_type="BPR")
     their_loss, _ = _loss_and_grads(theirs, batch, seed=3)
     our_loss, _ = _loss_and_grads(ours, batch, seed=3)
     torch.testing.assert_close(our_loss, their_loss)

@@ -10,7 +10,8 @@ predictions and resumed runs are RecBole's BERT4Rec's (``tests/test_bert4rec.py`
 against RecBole's class; ``benchmarks/bert4rec_loss_cost.py`` measures the time).
 
 Registered under RecBole's module path (``recbole_lamia/__init__.py``), so once the plugin is imported,
-``get_model("BERT4Rec")`` and ``from recbole.model.sequential_recommender.bert4rec import BERT4Rec`` give this class.
+``get_model("BERT4Rec")`` and ``from recbole.model.sequential_recommender.bert4rec import BERT4Rec`` give this class;
+RecBole's own stays reachable as ``RecBoleBERT4Rec`` here.
 """
 
 import torch
