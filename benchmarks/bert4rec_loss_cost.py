@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--train_batch_size", type=int, default=None,
                         help="default: the config's; RecBole's step at 2048 needs about 10 GB on amazon-beauty")
     args = parser.parse_args()
+    if args.batches < 1 or args.threads < 1:
+        parser.error("--batches and --threads must be at least 1")
 
     import torch
     from recbole.config import Config
