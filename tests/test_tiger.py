@@ -14,6 +14,7 @@ from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 
 from recbole_lamia import TIGER, TIGERDataset
+from recbole_lamia.model.layers.dropout import CPUFastDropout
 from recbole_lamia.model.sequential_recommender.tiger import length_groups
 from tests.conftest import TINY_DATASET, tiny_config
 
@@ -103,7 +104,7 @@ def _model_config(**overrides):
               "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": 6,
               "device": torch.device("cpu"), "topk": [5, 10], "beam_size": 12, "train_all_positions": False,
               "tiger_use_user_token": False, "tiger_user_buckets": 2000, "relative_attention_num_buckets": 32,
-              "dropout_rate": 0.1, **TINY_TIGER}
+              "dropout_rate": 0.1, "fast_dropout": True, **TINY_TIGER}
     config.update(overrides)
     return config
 
@@ -242,3 +243,22 @@ def test_dataset_without_semantic_ids_is_rejected():
 def test_train_all_positions_is_rejected():
     with pytest.raises(ValueError, match="train_all_positions"):
         TIGER(_model_config(train_all_positions=True), _catalogue())
+
+
+def test_fast_dropout_setting_swaps_t5_dropout_modules_only():
+    torch.manual_seed(0)
+    fast = TIGER(_model_config(), _catalogue())
+    torch.manual_seed(0)
+    native = TIGER(_model_config(fast_dropout=False), _catalogue())
+    count = sum(type(m) is torch.nn.Dropout for m in native.modules())
+    assert count > 0 and sum(isinstance(m, CPUFastDropout) for m in fast.modules()) == count
+    assert not any(type(m) is torch.nn.Dropout for m in fast.modules())
+    fast_state, native_state = fast.state_dict(), native.state_dict()
+    assert fast_state.keys() == native_state.keys()
+    assert all(torch.equal(fast_state[key], native_state[key]) for key in fast_state)
+    interaction = _histories(fast, batch=8)
+    interaction.interaction["item_id"] = torch.randint(1, fast.n_items, (8,))
+    fast.eval()
+    eval_loss = fast.calculate_loss(interaction)
+    fast.train()
+    assert not torch.equal(fast.calculate_loss(interaction), eval_loss)  # dropout is active in training

@@ -6,6 +6,7 @@ from recbole.utils import InputType
 from torch.nn import functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 
+from recbole_lamia.model.layers.dropout import use_cpu_fast_dropout
 from recbole_lamia.model.layers.t5_decoding import T5BeamDecoder
 from recbole_lamia.model.layers.trie import PrefixTrie, constrained_beam_search
 from recbole_lamia.model.sequential_recommender.lamia import distinct_rows, max_topk, require_semantic_ids
@@ -99,6 +100,8 @@ class TIGER(SequentialRecommender):
             use_cache=False,  # only the beam search uses the decoder's key/value cache, and asks for it
         )
         self.t5 = T5ForConditionalGeneration(t5_config)
+        if config["fast_dropout"] is not False:  # absent from older configs: on
+            use_cpu_fast_dropout(self.t5)
         self._trie = None
 
     # --- inputs -------------------------------------------------------------------------------------
