@@ -7,8 +7,8 @@ Usage (training takes the same arguments as RecBole's run_recbole.py):
     python run_recbole_lamia.py --leaderboard --dataset=amazon-beauty
     python run_recbole_lamia.py --model=LAMIA --dataset=amazon-beauty --resume   # after an interruption
 Any ``--key=value`` overrides a config key. ``--resume`` continues an interrupted run of the same settings from
-its last epoch (``saved/<model>-<dataset>-resume.pth``). ``--leaderboard`` runs a list of models with one shared
-configuration instead (options: ``python -m recbole_lamia.leaderboard --help``).
+its last epoch (``saved/<model>-<dataset>-<settings hash>-resume.pth``). ``--leaderboard`` runs a list of models
+with one shared configuration instead (options: ``python -m recbole_lamia.leaderboard --help``).
 
 Use a trained model (CHECKPOINT is the .pth file a run saved, e.g. saved/LAMIA-Dec-02-2026_10-00-00.pth):
     python run_recbole_lamia.py recommend CHECKPOINT --users A1YJEY40YUW4SE A2V5R832QCSOMX --k 10

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch.multiprocessing as mp
 import yaml
 
@@ -52,15 +53,25 @@ def _summary(stdout):
     return {k: float(v) for k, v in values.items()}
 
 
-def test_two_cpu_processes_train_through_torch_distributed(tiny_data_path, tiny_bert_path, tmp_path):
+def test_two_cpu_processes_train_resume_and_fail_through_torch_distributed(tiny_data_path, tiny_bert_path, tmp_path):
     settings = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=3)
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(settings))
     command = [sys.executable, "run_recbole_lamia.py", "--model=LAMIA", f"--dataset={TINY_DATASET}",
                f"--config_files={config_file}"]
-    two = subprocess.run(command + ["--nproc=2", f"--port={_free_port()}"], capture_output=True, text=True,
-                         timeout=600, cwd=ROOT)
+
+    def two_processes(*extra):  # a new port each time: the port is not part of the run's settings
+        return subprocess.run(command + ["--nproc=2", f"--port={_free_port()}", *extra], capture_output=True,
+                              text=True, timeout=600, cwd=ROOT)
+
+    two = two_processes()
     assert two.returncode == 0, two.stderr[-3000:]
+    resumed = two_processes("--resume")  # nothing left to train: both ranks evaluate the best checkpoint again
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _summary(resumed.stdout) == _summary(two.stdout)
+    other = two_processes("--resume", "--learning_rate=0.5")  # a rank's error: one line, status 2
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith("error: nothing to resume")
     one = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert one.returncode == 0, one.stderr[-3000:]
     # One tokenizer run: a single codes entry in the cache, written by rank 0 and read by rank 1.
@@ -70,3 +81,14 @@ def test_two_cpu_processes_train_through_torch_distributed(tiny_data_path, tiny_
     assert set(two_metrics) == {"recall@10", "ndcg@10"}
     for metric, value in one_metrics.items():  # the same training, in another data order: within noise
         assert abs(two_metrics[metric] - value) <= 0.05, (metric, two_metrics, one_metrics)
+
+
+def test_too_few_gpu_ids_for_the_processes_is_one_line():
+    from recbole_lamia.utils.distributed import check_gpu_ids
+    from recbole_lamia.utils.errors import UserInputError
+
+    check_gpu_ids("0,1", 2, cuda_available=True)
+    check_gpu_ids((0, 1, 2), 3, cuda_available=True)
+    check_gpu_ids("0", 4, cuda_available=False)  # the CPU shim needs no GPU ids
+    with pytest.raises(UserInputError, match="--nproc=4 needs 4 GPUs in gpu_id, which names 1 .* --gpu_id=0,1,2,3"):
+        check_gpu_ids("0", 4, cuda_available=True)

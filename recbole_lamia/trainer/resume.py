@@ -2,8 +2,8 @@
 uninterrupted run would.
 
 After every validated epoch (RecBole's ``fit`` ``callback_fn``), ``ResumePoints.save`` writes
-``<checkpoint_dir>/<model>-<dataset>-resume.pth`` in the plugin's safe checkpoint form: the model, the
-optimizer, the epoch, RecBole's early-stopping state, the best result so far and the path of the best checkpoint,
+``<checkpoint_dir>/<model>-<dataset>-<settings hash>-resume.pth`` in the plugin's safe checkpoint form: the model,
+the optimizer, the epoch, RecBole's early-stopping state, the best result so far and the path of the best checkpoint,
 and every random state the next epoch draws from (torch, numpy, python, CUDA, and the training loader's shuffling
 generator). ``restore`` puts all of it back into a freshly built trainer before ``fit``.
 """
@@ -22,25 +22,31 @@ from recbole_lamia.utils.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from recbole_lamia.utils.distributed import rank
+from recbole_lamia.utils.distributed import rank, share_from_rank_zero
 from recbole_lamia.utils.errors import UserInputError
 
 # Settings that may change between an interrupted run and its continuation.
 RESUMABLE_KEYS = {"epochs", "stopping_step", "show_progress", "state", "eval_batch_size", "worker", "use_gpu",
                   "gpu_id", "device", "checkpoint_dir", "data_path", "semantic_id_cache_dir"}
+# Settings that only say how a run was launched: RecBole also reads every --key=value of the command line, so
+# --port=... or --config_files=... land in the config. (The number of processes is a setting: it splits the data.)
+LAUNCH_KEYS = {"ip", "port", "offset", "group_offset", "config_files"}
+# Settings RecBole gives each rank of one run its own value of (it quiets ranks other than 0). Only rank 0 names
+# the resume file, so they are left out of the comparison, not of the name.
+RANK_KEYS = {"local_rank", "verbose"}
 
 
-def resume_file(config):
+def resume_file(config, left_out=RESUMABLE_KEYS | LAUNCH_KEYS):
     """Where the resume point of ``config``'s run lives: named by the model, the dataset and a hash of the settings
     that must match, so runs of other settings in one ``checkpoint_dir`` keep their own."""
     settings = plain_config(config)["final_config_dict"]
-    digest = stable_hash({k: v for k, v in settings.items() if k not in RESUMABLE_KEYS})[:10]
+    digest = stable_hash({k: v for k, v in settings.items() if k not in left_out})[:10]
     return os.path.join(config["checkpoint_dir"], f"{config['model']}-{config['dataset']}-{digest}-resume.pth")
 
 
 def changed_settings(saved, current):
-    """Keys whose values differ between two ``plain_config`` dicts, resumable keys left out."""
-    keys = (set(saved) | set(current)) - RESUMABLE_KEYS
+    """Keys whose values differ between two ``plain_config`` dicts, resumable, launch and rank keys left out."""
+    keys = (set(saved) | set(current)) - RESUMABLE_KEYS - LAUNCH_KEYS - RANK_KEYS
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
@@ -50,7 +56,10 @@ class ResumePoints:
     def __init__(self, trainer, train_data, path=None):
         self.trainer = trainer
         self.train_data = train_data
-        self.path = path or resume_file(trainer.config)
+        # Every rank uses rank 0's name (a collective call: every rank builds its ResumePoints).
+        self.path = path or share_from_rank_zero(resume_file(trainer.config))
+        # Points named before the launch keys were left out of the name are still found.
+        self.legacy_path = None if path else share_from_rank_zero(resume_file(trainer.config, RESUMABLE_KEYS))
 
     def save(self, epoch_idx, valid_score=None):
         """RecBole's ``fit`` callback: the state after epoch ``epoch_idx`` (training and validation done)."""
@@ -72,20 +81,23 @@ class ResumePoints:
 
         Raises ``UserInputError`` (one line) when there is none, or it was written with other settings.
         """
-        if not os.path.exists(self.path):
+        source = self.path
+        if not os.path.exists(source) and self.legacy_path and os.path.exists(self.legacy_path):
+            source = self.legacy_path  # read once; the next save writes the current name
+        if not os.path.exists(source):
             config = self.trainer.config
             pattern = f"{config['model']}-{config['dataset']}-*-resume.pth"
             others = sorted(glob.glob(os.path.join(config["checkpoint_dir"], pattern)))
             raise UserInputError(f"nothing to resume: no resume point {self.path} for these settings (a run saves "
                                  "one after every validated epoch)"
                                  + (f"; resume points of other settings: {', '.join(others)}." if others else "."))
-        state = load_checkpoint(self.path, map_location=self.trainer.device)
+        state = load_checkpoint(source, map_location=self.trainer.device)
         trainer = self.trainer
-        check_semantic_ids(state, trainer.model, self.path)
+        check_semantic_ids(state, trainer.model, source)
         changed = changed_settings(state["config"]["final_config_dict"],
                                    plain_config(trainer.config)["final_config_dict"])
         if changed:
-            raise UserInputError(f"cannot resume from {self.path}: it was written with other settings of "
+            raise UserInputError(f"cannot resume from {source}: it was written with other settings of "
                                  f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}.")
         trainer.model.load_state_dict(state["state_dict"])
         trainer.model.load_other_parameter(state.get("other_parameter"))
@@ -99,6 +111,6 @@ class ResumePoints:
         trainer.start_epoch = trainer.epochs if extra["stopped"] else state["epoch"] + 1
         set_rng_state(state["rng"])
         self.train_data.generator.set_state(state["rng"]["train_loader"])
-        getLogger().info(f"Resumed from {self.path}: training continues at epoch {trainer.start_epoch}"
+        getLogger().info(f"Resumed from {source}: training continues at epoch {trainer.start_epoch}"
                          + (" (it had stopped early)" if extra["stopped"] else "") + ".")
         return trainer.start_epoch

@@ -7,7 +7,7 @@ wraps the model in ``DistributedDataParallel`` and averages the evaluation acros
 RecBole 1.2.1 hard-codes the ``nccl`` backend and a CUDA device. ``patch_recbole_cpu_distributed`` is a narrow
 shim for machines without CUDA: the process group uses ``gloo``, the device is the CPU, and the Trainer wraps
 the model in ``DistributedDataParallel`` without ``device_ids`` (which CPU modules refuse). With CUDA, RecBole's
-own code runs unchanged.
+own code runs unchanged, after a one-line check that ``gpu_id`` names ``nproc`` GPUs (RecBole asserts it).
 """
 
 import contextlib
@@ -73,6 +73,9 @@ def patch_recbole_cpu_distributed():
 
     @functools.wraps(original_init_device)
     def _init_device(self):
+        config = self.final_config_dict
+        if "local_rank" in config:  # one line instead of RecBole's assert
+            check_gpu_ids(config.get("gpu_id", 0), config.get("nproc", 1), torch.cuda.is_available())
         if "local_rank" not in self.final_config_dict or torch.cuda.is_available():
             return original_init_device(self)
         self.final_config_dict["gpu_id"] = str(self.final_config_dict["gpu_id"])
@@ -96,27 +99,68 @@ def patch_recbole_cpu_distributed():
 
 
 def _run_rank(local_rank, model, dataset, config_file_list, config_dict, resume, queue):
-    """One spawned rank: RecBole's ``run_recboles`` for the plugin's ``run``; rank 0 returns the result."""
+    """One spawned rank: RecBole's ``run_recboles`` for the plugin's ``run``; rank 0 returns the result.
+
+    A ``UserInputError`` is also sent to the parent, which reports it as one line; the rank still fails, so that
+    ``torch.multiprocessing`` stops the other ranks instead of leaving them waiting for it.
+    """
     import recbole_lamia  # noqa: F401  (registers the plugin in the spawned process)
     from recbole_lamia.quick_start import run
+    from recbole_lamia.utils.errors import UserInputError
 
-    result = run(model, dataset, config_file_list=config_file_list,
-                 config_dict=dict(config_dict, local_rank=local_rank), resume=resume)
+    try:
+        result = run(model, dataset, config_file_list=config_file_list,
+                     config_dict=dict(config_dict, local_rank=local_rank), resume=resume)
+    except UserInputError as err:
+        queue.put(("error", str(err)))
+        raise
     if local_rank == 0:
-        queue.put(result)
+        queue.put(("result", result))
     dist.destroy_process_group()
+
+
+def check_gpu_ids(gpu_id, nproc, cuda_available):
+    """Raise ``UserInputError`` when ``nproc`` processes would run on CUDA with fewer GPUs named in ``gpu_id``
+    (RecBole asserts it inside every rank, after the data is read)."""
+    from recbole_lamia.utils.errors import UserInputError
+
+    parts = gpu_id if isinstance(gpu_id, (tuple, list)) else str(gpu_id).split(",")
+    named = [part for part in parts if str(part).strip()]
+    if cuda_available and len(named) < nproc:
+        example = ",".join(str(i) for i in range(nproc))
+        raise UserInputError(f"--nproc={nproc} needs {nproc} GPUs in gpu_id, which names {len(named)} "
+                             f"('{gpu_id}'): add --gpu_id={example} (or the ids of the GPUs to use).")
 
 
 def spawn_run(model, dataset, config_file_list=None, nproc=1, world_size=-1, ip="localhost", port="5678",
               group_offset=0, resume=False):
     """Train and evaluate with ``nproc`` processes on this machine (``world_size`` in all, over several
-    machines), as RecBole's ``run_recbole.py`` does; returns rank 0's result dict."""
+    machines), as RecBole's ``run_recbole.py`` does; returns rank 0's result dict.
+
+    Raises ``UserInputError`` (one line) when a rank raised one.
+    """
     import torch.multiprocessing as mp
+
+    from recbole_lamia.utils.errors import UserInputError
 
     world_size = nproc if world_size == -1 else world_size
     config_dict = {"world_size": world_size, "ip": ip, "port": str(port), "nproc": nproc, "offset": group_offset}
     queue = mp.get_context("spawn").SimpleQueue()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # N ranks on a CPU share its cores
-    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, resume, queue), nprocs=nproc,
-             join=True)
-    return None if queue.empty() else queue.get()
+    try:
+        mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, resume, queue), nprocs=nproc,
+                 join=True)
+    except mp.ProcessRaisedException:
+        messages = []
+        while not queue.empty():
+            kind, value = queue.get()
+            if kind == "error":
+                messages.append(value)
+        if messages:
+            raise UserInputError(messages[0]) from None
+        raise
+    while not queue.empty():
+        kind, value = queue.get()
+        if kind == "result":
+            return value
+    return None
