@@ -47,7 +47,7 @@ def load_data_and_model(model_file, model=None, dataset=None, config_overrides=N
     if wanted != (saved_model, saved_dataset):
         raise CheckpointError(f"{model_file} holds {saved_model} trained on {saved_dataset}, "
                               f"not {wanted[0]} on {wanted[1]}.")
-    config = config_from_checkpoint(state, config_overrides)
+    config = config_from_checkpoint(state, config_overrides, checkpoint_path=model_file)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     data = create_dataset(config)
@@ -153,6 +153,9 @@ def recommend(model, dataset, user_ids, k=10, exclude_seen=True, batch_size=256)
     ``user_id``, ``rank`` (1-based), ``item_id`` (raw), ``score`` (the model's; LAMIA's is a log-probability),
     ``text``.
     """
+    if not hasattr(model, "ITEM_SEQ"):  # RecBole's SequentialRecommender sets it; general models score users
+        raise UserInputError(f"recommend needs a sequential model (it reads each user's history); the checkpoint "
+                             f"holds {type(model).__name__}, a {model.type.name.lower()} model.")
     k = check_k(k, dataset.item_num - 1)  # index 0 is RecBole's padding item
     users = user_indices(dataset, list(user_ids))
     histories = user_histories(dataset)

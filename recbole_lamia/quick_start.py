@@ -53,11 +53,20 @@ def check_run(model, dataset, config_file_list=None, config_dict=None):
     for file in config_file_list or []:
         if not os.path.isfile(file):
             raise UserInputError(f"config file not found: {file}")
+        with open(file, encoding="utf-8") as f:
+            try:
+                settings = yaml.safe_load(f)
+            except yaml.YAMLError:
+                continue  # reported below, as RecBole's own loader finds it
+        if not isinstance(settings, dict):  # RecBole would fail on it with a TypeError
+            found = "nothing" if settings is None else f"a {type(settings).__name__}"
+            raise UserInputError(f"config file {file} holds no settings: it must be a YAML mapping of keys to "
+                                 f"values (key: value lines), and it holds {found}.")
     try:
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     except yaml.YAMLError as err:
         raise UserInputError(f"a config file is not valid YAML: {first_line(err)}") from None
-    except ValueError as err:  # RecBole's own checks of eval_args, topk, metrics and the like
+    except (ValueError, TypeError) as err:  # RecBole's own checks of eval_args, topk, metrics and the like
         raise UserInputError(first_line(err)) from None
     data_path = os.path.dirname(os.path.normpath(config["data_path"]))  # RecBole appended the dataset name
     check_dataset_available(dataset, data_path, config["benchmark_filename"])

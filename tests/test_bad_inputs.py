@@ -27,6 +27,9 @@ BAD_INPUTS = [
     (["--hidden_dropout_prob=1.2"], "hidden_dropout_prob must be a probability in [0, 1), got 1.2"),
     (["--topk=0"], "topk must be a positive integer"),
     (["--valid_metric=NDCG@20"], "valid_metric must be one of metrics"),
+    (["--valid_metric=NDCG"], "valid_metric must be one of metrics ['Recall', 'NDCG'] at one of topk [5, 10]"),
+    (["--seed=abc"], "seed must be an integer, got 'abc'"),
+    (["--topk=[10,abc]"], "The topk [[10,abc]] must be a integer, list"),
     (["--palette_size=40"], "palette_size must be an integer in [1, 16], got 40"),
     (["--codebook_size=1"], "codebook_size must be an integer >= 2, got 1"),
     (["--quantizer=nope"], "Unknown quantizer 'nope'"),
@@ -65,6 +68,17 @@ def test_split_zip_encoder_without_its_parts_is_one_line_with_status_2(monkeypat
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "needs the packages no-such-part-001 no-such-part-002" in err
     assert "\n" not in err
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "just a string\n", "- a\n- list\n"])
+def test_config_file_without_a_mapping_is_one_line(text, tmp_path, monkeypatch, capsys):
+    config_file = tmp_path / "settings.yaml"
+    config_file.write_text(text)
+    argv = ["--dataset=ml-100k", f"--config_files={config_file}"]
+    monkeypatch.setattr(sys, "argv", ["run_recbole_lamia.py", *argv])
+    assert run_recbole_lamia.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: config file {config_file} holds no settings") and "\n" not in err
 
 
 def test_bad_yaml_config_file_is_one_line(tmp_path, monkeypatch, capsys):

@@ -75,9 +75,11 @@ def test_recommend_rejects_unknown_users_and_bad_k(trained):
     _, _, model, dataset = trained
     with pytest.raises(UserInputError, match="unknown user id 'nobody'"):
         case_study.recommend(model, dataset, ["u1", "nobody"], k=3)
-    for bad in (0, -2, 1.5, dataset.item_num):
-        with pytest.raises(UserInputError, match="k"):
+    for bad in (0, -2, 1.5):
+        with pytest.raises(UserInputError, match="k must be a positive integer"):
             case_study.recommend(model, dataset, ["u1"], k=bad)
+    with pytest.raises(UserInputError, match=r"k \(\d+\) is larger than the number of items that can be"):
+        case_study.recommend(model, dataset, ["u1"], k=dataset.item_num)
 
 
 def test_export_writes_the_semantic_id_table(trained, tmp_path):
@@ -127,13 +129,15 @@ def test_cli_commands_on_a_checkpoint(trained, tmp_path, capsys):
     assert os.path.exists(tmp_path / "asp" / "aspects.md")
 
 
-@pytest.mark.parametrize("case", ["unknown_user", "k0", "missing", "corrupt", "other_model", "other_dataset",
-                                  "stale_ids"])
+@pytest.mark.parametrize("case", ["unknown_user", "k0", "missing", "corrupt", "text_file", "random_bytes",
+                                  "other_model", "other_dataset", "stale_ids"])
 def test_cli_bad_inputs_are_one_line_with_status_2(trained, tmp_path, capsys, case):
     checkpoint = trained[0]
     args = ["recommend", checkpoint, "--users", "u3"]
     expected = {"unknown_user": "unknown user id 'zz'", "k0": "k must be a positive integer",
-                "missing": "checkpoint not found", "corrupt": "corrupt or truncated",
+                "missing": "checkpoint not found", "corrupt": "torn.pth is corrupt, truncated or not a checkpoint",
+                "text_file": "notes.pth is corrupt, truncated or not a checkpoint",
+                "random_bytes": "noise.pth: it is corrupt or holds Python objects",
                 "other_model": "holds LAMIA", "other_dataset": "holds LAMIA trained on tiny-text",
                 "stale_ids": "other semantic IDs"}[case]
     if case == "unknown_user":
@@ -146,6 +150,12 @@ def test_cli_bad_inputs_are_one_line_with_status_2(trained, tmp_path, capsys, ca
         data = open(checkpoint, "rb").read()
         (tmp_path / "torn.pth").write_bytes(data[: len(data) // 2])
         args[1] = str(tmp_path / "torn.pth")
+    elif case == "text_file":
+        (tmp_path / "notes.pth").write_text("hello world\n")
+        args[1] = str(tmp_path / "notes.pth")
+    elif case == "random_bytes":
+        (tmp_path / "noise.pth").write_bytes(np.random.default_rng(0).bytes(4096))
+        args[1] = str(tmp_path / "noise.pth")
     elif case == "other_model":
         args += ["--model", "SASRec"]
     elif case == "other_dataset":
@@ -158,6 +168,48 @@ def test_cli_bad_inputs_are_one_line_with_status_2(trained, tmp_path, capsys, ca
     assert run_recbole_lamia.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and expected in err and "\n" not in err
+
+
+def test_loading_a_checkpoint_warns_of_no_key_it_wrote_itself(trained, caplog):
+    from recbole_lamia.utils.checkpoint import config_from_checkpoint
+
+    with caplog.at_level("WARNING"):
+        config_from_checkpoint(load_checkpoint(trained[0]))
+    assert not [r for r in caplog.records if "Unknown config key" in r.getMessage()]
+
+
+def test_recommend_refuses_a_general_model_in_one_line(tiny_data_path, tiny_bert_path, tmp_path, capsys):
+    from recbole.quick_start import run_recbole
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=1,
+                              train_neg_sample_args={"distribution": "uniform", "sample_num": 1})
+    run_recbole(model="BPR", dataset=TINY_DATASET, config_dict=config_dict, saved=True)
+    (checkpoint,) = glob.glob(str(tmp_path / "saved" / "BPR-*.pth"))
+    assert run_recbole_lamia.main(["recommend", checkpoint, "--users", "u3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: recommend needs a sequential model") and "holds BPR, a general model" in err
+
+
+def test_use_commands_find_a_relative_id_cache_from_another_folder(tiny_data_path, tiny_bert_path, tmp_path,
+                                                                    monkeypatch):
+    from recbole.quick_start import run_recbole
+
+    from recbole_lamia.utils.checkpoint import training_folder
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(project)
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, project, checkpoint_dir="runs/saved",
+                              semantic_id_cache_dir="ids")
+    run_recbole(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict, saved=True)
+    (checkpoint,) = glob.glob(str(project / "runs" / "saved" / "LAMIA-*.pth"))
+    assert training_folder(checkpoint, "runs/saved") == str(project)
+    assert training_folder(checkpoint, "other") is None and training_folder(checkpoint, str(project)) is None
+    monkeypatch.chdir(elsewhere)
+    config, *_ = case_study.load_data_and_model(checkpoint)
+    assert config["semantic_id_cache_dir"] == str(project / "ids")
+    assert not os.path.exists(elsewhere / "ids")  # no second cache: the tokenizer did not run again
 
 
 def test_planted_checkpoint_runs_no_code(tmp_path):

@@ -15,7 +15,6 @@ import os
 import pickle
 import random
 import warnings
-import zipfile
 
 import numpy as np
 import torch
@@ -142,6 +141,11 @@ def save_checkpoint(state, path):
     atomic_write(os.fspath(path), lambda f: torch.save(state, f))
 
 
+def _reason(err):
+    text = first_line(str(err)) or type(err).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 def load_checkpoint(path, map_location="cpu"):
     """Read a checkpoint written by ``save_checkpoint`` with ``weights_only=True``.
 
@@ -156,14 +160,20 @@ def load_checkpoint(path, map_location="cpu"):
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's weights-only unpickler names what it refused (every failure's text mentions "weights_only"). A
+        # global is a Python object; an operation plain checkpoints never use is one too, or random bytes.
         text = str(err)
-        if "Unsupported global" in text or "Unsupported operand" in text or "weights_only" in text.lower():
+        if "Unsupported global" in text:
             raise CheckpointError(
                 f"refusing to load {path}: it holds Python objects, and unpickling them could run code. "
                 "recbole-lamia loads only checkpoints it wrote itself (plain tensors and values).") from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first_line(text)})") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first_line(str(err))})") from None
+        if "Unsupported operand" in text:
+            raise CheckpointError(
+                f"refusing to load {path}: it is corrupt or holds Python objects (its pickle has an operation "
+                "that plain tensors and values never need); it was not unpickled.") from None
+        raise CheckpointError(f"{path} is corrupt, truncated or not a checkpoint ({_reason(text)})") from None
+    except Exception as err:  # anything else torch.load meets in a file that is not a checkpoint (e.g. KeyError)
+        raise CheckpointError(f"{path} is corrupt, truncated or not a checkpoint ({_reason(err)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a recbole-lamia checkpoint (no '{CHECKPOINT_FORMAT}' marker).")
     state["other_parameter"] = decode_other_parameter(state.get("other_parameter"))
@@ -184,19 +194,37 @@ def check_semantic_ids(state, model, path="checkpoint"):
 
 # Config values that describe the machine or are derived from the model class: recomputed, not restored.
 _RECOMPUTED_KEYS = {"model", "dataset", "data_path", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device",
-                    "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "offset"}
+                    "gpu_id", "use_gpu", "local_rank", "single_spec", "nproc", "world_size", "offset",
+                    "valid_neg_sample_args", "test_neg_sample_args"}  # the last two: RecBole's, from eval_args
 # Values a checkpoint must not choose: they would make this run unpickle files (RecBole's saved dataset and
 # dataloaders) or read them from where the checkpoint says. The current run's values are kept.
 _NEVER_RESTORED_KEYS = {"save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path",
                         "checkpoint_dir"}
 
 
-def config_from_checkpoint(state, overrides=None):
+def training_folder(checkpoint_path, checkpoint_dir):
+    """The folder a run was started from, given where its checkpoint is and its relative ``checkpoint_dir``
+    (``saved/x.pth`` with ``checkpoint_dir: saved`` was written from the folder holding ``saved/``); None when the
+    path does not end in ``checkpoint_dir`` or that is absolute."""
+    if not checkpoint_dir or os.path.isabs(checkpoint_dir):
+        return None
+    folder = os.path.dirname(os.path.abspath(checkpoint_path))
+    parts = [part for part in os.path.normpath(checkpoint_dir).split(os.sep) if part not in ("", ".")]
+    for part in reversed(parts):
+        if os.path.basename(folder) != part:
+            return None
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def config_from_checkpoint(state, overrides=None, checkpoint_path=None):
     """A RecBole ``Config`` with the settings a checkpoint was trained with (``overrides`` on top).
 
     The saved settings go through RecBole's ``Config`` as a ``config_dict``, so its own checks and derived values
     (negative sampling, evaluation arguments) are as in training. The device is this machine's. The data folder is
-    the one used in training when it still exists; otherwise RecBole's (or the plugin's shipped copy).
+    the one used in training when it still exists; otherwise RecBole's (or the plugin's shipped copy). A relative
+    ``semantic_id_cache_dir`` that is not in the current folder is looked up from the folder the run was started
+    in (``training_folder``, given ``checkpoint_path``), so the IDs come from the cache wherever the command runs.
     """
     from recbole.config import Config
 
@@ -211,6 +239,11 @@ def config_from_checkpoint(state, overrides=None):
     data_path = final.get("data_path")
     if data_path and saved["dataset"] != "ml-100k" and os.path.isdir(data_path):
         config_dict["data_path"] = os.path.dirname(os.path.normpath(data_path))
+    cache_dir = final.get("semantic_id_cache_dir")
+    root = training_folder(checkpoint_path, final.get("checkpoint_dir")) if checkpoint_path else None
+    if cache_dir and not os.path.isabs(cache_dir) and not os.path.isdir(cache_dir) and root \
+            and os.path.isdir(os.path.join(root, cache_dir)):
+        config_dict["semantic_id_cache_dir"] = os.path.join(root, cache_dir)
     config_dict.update(overrides)
     with recbole_argv_cleared():
         return Config(model=saved["model"], dataset=saved["dataset"], config_dict=config_dict)

@@ -9,6 +9,8 @@ from logging import getLogger
 
 import recbole
 import yaml
+from recbole.evaluator.register import metric_types
+from recbole.utils import EvaluatorType
 
 from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.registration import PROPERTIES_DIR
@@ -116,6 +118,7 @@ def validate_config(config):
     """
     from recbole.utils import ModelType
 
+    _require(_is_int(config["seed"]), "seed", config["seed"], "an integer")
     lr = config["learning_rate"]
     _require(_is_number(lr) and lr > 0, "learning_rate", lr, "a number > 0")
     _require(_is_number(config["weight_decay"] or 0) and (config["weight_decay"] or 0) >= 0, "weight_decay",
@@ -141,7 +144,10 @@ def validate_config(config):
     metrics = [m.lower() for m in (config["metrics"] or [])]
     valid_metric = str(config["valid_metric"] or "")
     name, _, k = valid_metric.lower().partition("@")
-    _require(name in metrics and (not k or (k.isdigit() and int(k) in ks)), "valid_metric", valid_metric,
+    # RecBole looks a ranking metric up at a cut-off ("ndcg@10", never "ndcg"), a value metric without one ("auc").
+    ranking = metric_types.get(name) == EvaluatorType.RANKING
+    cut_off_ok = (k.isdigit() and int(k) in ks) if ranking else not k
+    _require(name in metrics and cut_off_ok, "valid_metric", valid_metric,
              f"one of metrics {config['metrics']} at one of topk {ks} (e.g. {config['metrics'][0]}@{ks[0]})"
              if metrics else "one of the configured metrics")
     from recbole_lamia.data.cold_start import cold_start_settings
