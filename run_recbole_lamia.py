@@ -89,6 +89,10 @@ def use_trained_model(argv):
         sub.add_argument("--dataset", help="refuse the checkpoint unless it was trained on this dataset")
         sub.add_argument("--verbose", action="store_true", help="show RecBole's log while loading")
         sub.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    if argv[0] == "recommend" and "--users" in argv and argv[-1].endswith(".pth") \
+            and not any(arg.startswith("-") for arg in argv[argv.index("--users") + 1:]):
+        # "--users a b CHECKPOINT": --users takes every word after it, so the checkpoint written last goes first.
+        argv = [argv[0], argv[-1], *argv[1:-1]]
     args = parser.parse_args(argv)
 
     from recbole_lamia import case_study

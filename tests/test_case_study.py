@@ -123,6 +123,8 @@ def test_cli_commands_on_a_checkpoint(trained, tmp_path, capsys):
                                    "--output", str(tmp_path / "rec.csv")]) == 0
     out = capsys.readouterr().out
     assert "user u3" in out and len(pd.read_csv(tmp_path / "rec.csv")) == 3
+    assert run_recbole_lamia.main(["recommend", "--k", "2", "--users", "u3", "u4", checkpoint]) == 0
+    assert "user u4" in capsys.readouterr().out  # the checkpoint may come last, after the users
     assert run_recbole_lamia.main(["export", checkpoint, "--output", str(tmp_path / "ids.csv")]) == 0
     assert os.path.exists(tmp_path / "ids.csv")
     assert run_recbole_lamia.main(["aspects", checkpoint, "--output_dir", str(tmp_path / "asp")]) == 0

@@ -111,6 +111,24 @@ def test_new_encoder_weights_in_the_same_folder_give_a_new_cache_key(tiny_bert_p
     assert ItemTokenizer(params).embedding_key(["a", "b"]) != key
 
 
+def test_a_newer_hub_snapshot_of_the_same_encoder_name_gives_a_new_identity(tmp_path):
+    from recbole_lamia.tokenizer.item_tokenizer import _encoder_identity
+
+    def cache_snapshot(commit, config_text):  # the layout of a Hugging Face hub cache
+        repo = tmp_path / "hub" / "models--org--encoder"
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text(config_text)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    cache_snapshot("a" * 40, '{"hidden_size": 8}')
+    first = _encoder_identity("org/encoder", hub_cache_dir=tmp_path / "hub")
+    assert "config.json" in first and first["encoder"] == "org/encoder"
+    cache_snapshot("b" * 40, '{"hidden_size": 16}')  # a newer download: refs/main moves
+    assert _encoder_identity("org/encoder", hub_cache_dir=tmp_path / "hub") != first
+    assert _encoder_identity("org/not-cached", hub_cache_dir=tmp_path / "hub") == {"encoder": "org/not-cached"}
+
+
 def test_ids_are_collision_free_even_with_a_tiny_codebook(tiny_data_path, tiny_bert_path, tmp_path):
     dataset = _dataset(tiny_data_path, tiny_bert_path, tmp_path, codebook_size=4, palette_size=2)
     ids = dataset.item_semantic_ids[1:].numpy()
