@@ -56,7 +56,7 @@ def check_run(model, dataset, config_file_list=None, config_dict=None):
         with open(file, encoding="utf-8") as f:
             try:
                 settings = yaml.safe_load(f)
-            except yaml.YAMLError:
+            except (yaml.YAMLError, UnicodeDecodeError):
                 continue  # reported below, as RecBole's own loader finds it
         if not isinstance(settings, dict):  # RecBole would fail on it with a TypeError
             found = "nothing" if settings is None else f"a {type(settings).__name__}"

@@ -70,6 +70,31 @@ def test_split_zip_encoder_without_its_parts_is_one_line_with_status_2(monkeypat
     assert "\n" not in err
 
 
+@pytest.mark.parametrize("metric,valid", [("NDCG@10", True), ("NDCG", False), ("GAUC", True), ("GAUC@10", False),
+                                          ("ItemCoverage@5", True), ("ItemCoverage", False)])
+def test_valid_metric_has_a_cut_off_exactly_when_recbole_reports_one(metric, valid):
+    from recbole_lamia.utils.config_check import validate_config
+
+    config = Config(model="SASRec", dataset="ml-100k", config_dict={
+        "metrics": ["NDCG", "GAUC", "ItemCoverage"], "topk": [5, 10], "valid_metric": metric,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"}})
+    if valid:
+        validate_config(config)
+    else:
+        with pytest.raises(UserInputError, match="valid_metric must be one of metrics"):
+            validate_config(config)
+
+
+def test_config_file_that_is_not_utf8_is_one_line(tmp_path, monkeypatch, capsys):
+    config_file = tmp_path / "latin1.yaml"
+    config_file.write_bytes("epochs: 2  # caf\xe9\n".encode("latin-1"))
+    argv = ["--dataset=ml-100k", f"--config_files={config_file}"]
+    monkeypatch.setattr(sys, "argv", ["run_recbole_lamia.py", *argv])
+    assert run_recbole_lamia.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+
+
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "just a string\n", "- a\n- list\n"])
 def test_config_file_without_a_mapping_is_one_line(text, tmp_path, monkeypatch, capsys):
     config_file = tmp_path / "settings.yaml"

@@ -1,5 +1,6 @@
 """Several processes through RecBole's torch.distributed path, on the CPU (gloo)."""
 
+import glob
 import os
 import re
 import socket
@@ -8,9 +9,11 @@ import sys
 import time
 
 import pytest
+import torch
 import torch.multiprocessing as mp
 import yaml
 
+from recbole_lamia.utils.checkpoint import load_checkpoint
 from tests.conftest import TINY_DATASET, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,9 +69,19 @@ def test_two_cpu_processes_train_resume_and_fail_through_torch_distributed(tiny_
 
     two = two_processes()
     assert two.returncode == 0, two.stderr[-3000:]
-    resumed = two_processes("--resume")  # nothing left to train: both ranks evaluate the best checkpoint again
+    # Stopped after 2 epochs, then resumed to 3: each rank continues from its own random states, so the weights
+    # after epoch 3 are the uninterrupted run's.
+    split_dir = str(tmp_path / "split")
+    short = two_processes("--epochs=2", f"--checkpoint_dir={split_dir}")
+    assert short.returncode == 0, short.stderr[-3000:]
+    resumed = two_processes("--resume", "--epochs=3", f"--checkpoint_dir={split_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert _summary(resumed.stdout) == _summary(two.stdout)
+    (whole_point,) = glob.glob(str(tmp_path / "saved" / "*-resume.pth"))
+    (split_point,) = glob.glob(os.path.join(split_dir, "*-resume.pth"))
+    whole, split = load_checkpoint(whole_point), load_checkpoint(split_point)
+    assert whole["epoch"] == split["epoch"] == 2 and len(split["rng_per_rank"]) == 2
+    for name, tensor in whole["state_dict"].items():
+        assert torch.equal(tensor, split["state_dict"][name]), name
     other = two_processes("--resume", "--learning_rate=0.5")  # a rank's error: one line, status 2
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1].startswith("error: nothing to resume")

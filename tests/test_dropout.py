@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from recbole_lamia.model.layers.dropout import CPUFastDropout, keep_mask, use_cpu_fast_dropout
+from recbole_lamia.model.layers.dropout import CPUFastDropout, keep_from_draws, keep_mask, use_cpu_fast_dropout
 
 N = 1 << 22  # 4M elements: a keep rate is measured to about +-0.00015 (one standard deviation)
 
@@ -23,6 +23,25 @@ def test_mask_keeps_each_element_with_probability_one_minus_p_in_every_16_bit_la
     # Each 64-bit draw feeds four elements; a lane with fewer random bits would keep at another rate.
     for lane in range(4):
         assert keep[lane::4].float().mean().item() == pytest.approx(expected, abs=tolerance)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.03, 1 / 65536])
+def test_threshold_drops_exactly_the_lowest_rounded_p_share_of_16_bit_values(p):
+    every_value = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    keep, scale = keep_from_draws(every_value, p)
+    dropped = round(p * 65536)
+    assert int((~keep).sum()) == dropped  # each of the 65536 values is one draw: the exact drop probability
+    assert not keep[:dropped].any() and keep[dropped:].all()
+    assert scale == 65536 / (65536 - dropped)
+
+
+@pytest.mark.parametrize("p", [1e-6, 0.999995])
+def test_p_that_16_bits_cannot_express_falls_back_to_torch_dropout(p):
+    torch.manual_seed(5)
+    x = torch.ones(1000, 100)
+    out = CPUFastDropout(p).train()(x)
+    torch.manual_seed(5)
+    assert torch.equal(out, torch.nn.functional.dropout(x, p, True))
 
 
 def test_neighbouring_elements_are_dropped_independently():

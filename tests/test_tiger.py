@@ -260,5 +260,10 @@ def test_fast_dropout_setting_swaps_t5_dropout_modules_only():
     interaction.interaction["item_id"] = torch.randint(1, fast.n_items, (8,))
     fast.eval()
     eval_loss = fast.calculate_loss(interaction)
+    calls = []
+    for module in fast.modules():
+        if isinstance(module, CPUFastDropout):
+            module.register_forward_hook(lambda *_: calls.append(1))
     fast.train()
     assert not torch.equal(fast.calculate_loss(interaction), eval_loss)  # dropout is active in training
+    assert len(calls) >= count  # every replaced module ran in the training pass

@@ -5,7 +5,8 @@ After every validated epoch (RecBole's ``fit`` ``callback_fn``), ``ResumePoints.
 ``<checkpoint_dir>/<model>-<dataset>-<settings hash>-resume.pth`` in the plugin's safe checkpoint form: the model,
 the optimizer, the epoch, RecBole's early-stopping state, the best result so far and the path of the best checkpoint,
 and every random state the next epoch draws from (torch, numpy, python, CUDA, and the training loader's shuffling
-generator). ``restore`` puts all of it back into a freshly built trainer before ``fit``.
+generator; with several processes, each rank's). ``restore`` puts all of it back into a freshly built trainer
+before ``fit``.
 """
 
 import glob
@@ -19,10 +20,11 @@ from recbole_lamia.utils.checkpoint import (
     load_checkpoint,
     plain_config,
     plain_value,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from recbole_lamia.utils.distributed import rank, share_from_rank_zero
+from recbole_lamia.utils.distributed import gather_from_ranks, rank, share_from_rank_zero
 from recbole_lamia.utils.errors import UserInputError
 
 # Settings that may change between an interrupted run and its continuation.
@@ -64,6 +66,9 @@ class ResumePoints:
     def save(self, epoch_idx, valid_score=None):
         """RecBole's ``fit`` callback: the state after epoch ``epoch_idx`` (training and validation done)."""
         trainer = self.trainer
+        # Each rank draws from its own random states (RecBole seeds rank r with seed + r): all go into the file.
+        own_rng = dict(rng_state(), train_loader=self.train_data.generator.get_state())
+        every_rank_rng = gather_from_ranks(own_rng)  # a collective: before any rank returns
         if rank() != 0:  # one writer; every rank restores from it
             return
         state = checkpoint_state(trainer, epoch_idx)
@@ -74,6 +79,8 @@ class ResumePoints:
             "train_loss": plain_value(trainer.train_loss_dict),
         }
         state["rng"]["train_loader"] = self.train_data.generator.get_state()
+        if len(every_rank_rng) > 1:
+            state["rng_per_rank"] = every_rank_rng
         save_checkpoint(state, self.path)
 
     def restore(self):
@@ -109,8 +116,10 @@ class ResumePoints:
         trainer.saved_model_file = extra["saved_model_file"]
         trainer.train_loss_dict.update({int(k): v for k, v in (extra.get("train_loss") or {}).items()})
         trainer.start_epoch = trainer.epochs if extra["stopped"] else state["epoch"] + 1
-        set_rng_state(state["rng"])
-        self.train_data.generator.set_state(state["rng"]["train_loader"])
+        per_rank = state.get("rng_per_rank") or [state["rng"]]
+        own_rng = per_rank[rank()] if rank() < len(per_rank) else state["rng"]
+        set_rng_state(own_rng)
+        self.train_data.generator.set_state(own_rng["train_loader"])
         getLogger().info(f"Resumed from {source}: training continues at epoch {trainer.start_epoch}"
                          + (" (it had stopped early)" if extra["stopped"] else "") + ".")
         return trainer.start_epoch

@@ -9,8 +9,7 @@ from logging import getLogger
 
 import recbole
 import yaml
-from recbole.evaluator.register import metric_types
-from recbole.utils import EvaluatorType
+from recbole.evaluator.register import metrics_dict
 
 from recbole_lamia.utils.errors import UserInputError
 from recbole_lamia.utils.registration import PROPERTIES_DIR
@@ -92,6 +91,12 @@ def warn_ignored_tokenizer_keys(config, params, with_quantizer=True):
     return ignored
 
 
+def _has_cut_off(metric):
+    """Whether RecBole reports ``metric`` (lower case) per top-k cut-off: the metrics computed from top-k lists."""
+    needs = getattr(metrics_dict.get(metric), "metric_need", [])
+    return "rec.topk" in needs or "rec.items" in needs
+
+
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -144,9 +149,8 @@ def validate_config(config):
     metrics = [m.lower() for m in (config["metrics"] or [])]
     valid_metric = str(config["valid_metric"] or "")
     name, _, k = valid_metric.lower().partition("@")
-    # RecBole looks a ranking metric up at a cut-off ("ndcg@10", never "ndcg"), a value metric without one ("auc").
-    ranking = metric_types.get(name) == EvaluatorType.RANKING
-    cut_off_ok = (k.isdigit() and int(k) in ks) if ranking else not k
+    # RecBole reports a metric of the top-k lists at a cut-off ("ndcg@10", never "ndcg"), others without ("gauc").
+    cut_off_ok = (k.isdigit() and int(k) in ks) if _has_cut_off(name) else not k
     _require(name in metrics and cut_off_ok, "valid_metric", valid_metric,
              f"one of metrics {config['metrics']} at one of topk {ks} (e.g. {config['metrics'][0]}@{ks[0]})"
              if metrics else "one of the configured metrics")

@@ -52,6 +52,15 @@ def share_from_rank_zero(value):
     return box[0]
 
 
+def gather_from_ranks(value):
+    """``[value of rank 0, value of rank 1, ...]`` on every rank (``[value]`` when not distributed); a collective."""
+    if not is_distributed():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def _init_cpu_device(config_dict):
     """RecBole's distributed ``_init_device`` with gloo and the CPU."""
     dist.init_process_group(backend="gloo", rank=config_dict["local_rank"] + config_dict["offset"],
@@ -121,7 +130,7 @@ def _run_rank(local_rank, model, dataset, config_file_list, config_dict, resume,
 
 def check_gpu_ids(gpu_id, nproc, cuda_available):
     """Raise ``UserInputError`` when ``nproc`` processes would run on CUDA with fewer GPUs named in ``gpu_id``
-    (RecBole asserts it inside every rank, after the data is read)."""
+    (RecBole checks it with a bare ``assert`` in every rank's ``Config``)."""
     from recbole_lamia.utils.errors import UserInputError
 
     parts = gpu_id if isinstance(gpu_id, (tuple, list)) else str(gpu_id).split(",")

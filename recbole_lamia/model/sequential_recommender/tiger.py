@@ -100,7 +100,7 @@ class TIGER(SequentialRecommender):
             use_cache=False,  # only the beam search uses the decoder's key/value cache, and asks for it
         )
         self.t5 = T5ForConditionalGeneration(t5_config)
-        if config["fast_dropout"] is not False:  # absent from older configs: on
+        if config["fast_dropout"] is None or bool(config["fast_dropout"]):  # absent from older configs: on
             use_cpu_fast_dropout(self.t5)
         self._trie = None
 
