@@ -64,6 +64,23 @@ def test_resume_refuses_missing_points_and_other_settings(tiny_data_path, tiny_b
     assert more["test_result"] == two["test_result"]
 
 
+def test_a_resume_point_named_before_launch_keys_were_left_out_is_still_found(tiny_data_path, tiny_bert_path,
+                                                                                tmp_path):
+    from recbole.config import Config
+
+    from recbole_lamia.trainer.resume import RESUMABLE_KEYS, resume_file
+
+    config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, port="29500")  # a launch key
+    run("LAMIA", TINY_DATASET, config_dict=config_dict)
+    config = Config(model="LAMIA", dataset=TINY_DATASET, config_dict=config_dict)
+    current, legacy = resume_file(config), resume_file(config, RESUMABLE_KEYS)
+    assert current != legacy and os.path.exists(current)
+    os.replace(current, legacy)  # as an older version named it
+    resumed = run("LAMIA", TINY_DATASET, config_dict=dict(config_dict, epochs=2), resume=True)
+    assert load_checkpoint(current)["epoch"] == 1  # read from the old name, continued, saved under the new one
+    assert 0 <= resumed["test_result"]["ndcg@10"] <= 1
+
+
 def test_resuming_a_finished_run_reports_its_best_checkpoint(tiny_data_path, tiny_bert_path, tmp_path):
     """With nothing left to train, the resumed run evaluates the best checkpoint, not the last weights."""
     config_dict = tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=4, stopping_step=10)
