@@ -10,71 +10,31 @@ difference between the two, and the share of mask slots that hold a masked item;
 ``results/bert4rec_loss_cost_<dataset>.json``.
 """
 
-import argparse
-import json
-import os
-import time
+import itertools
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from step_timing import parse_step_args, step_parser, timed_steps, training_data, write_result
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default=None, help="default: the plugin's shipped copy or RecBole's")
-    parser.add_argument("--batches", type=int, default=6, help="timed batches per model (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = step_parser(__doc__, default_batches=6)
     parser.add_argument("--train_batch_size", type=int, default=None,
                         help="default: the config's; RecBole's step at 2048 needs about 10 GB on amazon-beauty")
-    args = parser.parse_args()
-    if args.batches < 1 or args.threads < 1:
-        parser.error("--batches and --threads must be at least 1")
-
-    import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
+    args = parse_step_args(parser)
 
     from recbole_lamia import BERT4Rec
     from recbole_lamia.model.sequential_recommender.bert4rec import RecBoleBERT4Rec
 
-    torch.set_num_threads(args.threads)
-    config_dict = {"show_progress": False, "state": "WARNING", "use_gpu": False}
-    if args.data_path:
-        config_dict["data_path"] = args.data_path
-    if args.train_batch_size:
-        config_dict["train_batch_size"] = args.train_batch_size
-    config = Config(model="BERT4Rec", dataset=args.dataset, config_dict=config_dict)
-    init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
+    config, train_data = training_data("BERT4Rec", args, train_batch_size=args.train_batch_size)
     models = {"recbole": RecBoleBERT4Rec(config, train_data.dataset), "plugin": BERT4Rec(config, train_data.dataset)}
     models["plugin"].load_state_dict(models["recbole"].state_dict())
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=config["learning_rate"]) for name, m in models.items()}
-    seconds = {name: 0.0 for name in models}
-    loss_gap, real_slots, all_slots, timed = 0.0, 0, 0, 0
-    for index, batch in enumerate(train_data):
-        if index > args.batches:
-            break
-        losses = {}
-        for name, model in models.items():
-            model.train()
-            torch.manual_seed(index)  # the same dropout draws for both
-            start = time.perf_counter()
-            optimizers[name].zero_grad()
-            loss = model.calculate_loss(batch)
-            loss.backward()
-            optimizers[name].step()
-            if index > 0:
-                seconds[name] += time.perf_counter() - start
-            losses[name] = loss.item()
-        loss_gap = max(loss_gap, abs(losses["recbole"] - losses["plugin"]))
-        if index > 0:
-            timed += 1
-            mask_index = batch[models["plugin"].MASK_INDEX]
-            real_slots += int((mask_index > 0).sum())
-            all_slots += mask_index.numel()
-        print(f"batch {index}: loss recbole {losses['recbole']:.5f}, plugin {losses['plugin']:.5f}", flush=True)
-    per_step = {name: round(s / timed, 3) for name, s in seconds.items()}
+    batches = list(itertools.islice(train_data, args.batches + 1))  # a warm-up, then the timed ones
+    seconds, losses = timed_steps(models, batches, config["learning_rate"])
+    loss_gap = max(abs(a - b) for a, b in zip(losses["recbole"], losses["plugin"]))
+    mask_slots = [batch[models["plugin"].MASK_INDEX] for batch in batches[1:]]
+    real_slots = sum(int((slots > 0).sum()) for slots in mask_slots)
+    all_slots = sum(slots.numel() for slots in mask_slots)
+    timed = len(batches) - 1
+    per_step = {name: round(sum(values) / timed, 3) for name, values in seconds.items()}
     result = {
         "dataset": args.dataset, "threads": args.threads, "timed_batches": timed, "batches_per_epoch": len(train_data),
         "train_batch_size": config["train_batch_size"], "mask_ratio": config["mask_ratio"],
@@ -83,12 +43,7 @@ def main():
         "masked_share_of_slots": round(real_slots / all_slots, 4),
         "note": "weights diverge slightly after the first update (float rounding); losses are compared per batch",
     }
-    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    out = os.path.join(ROOT, "results", f"bert4rec_loss_cost_{args.dataset}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
-    print(f"written: {out}")
+    write_result(f"bert4rec_loss_cost_{args.dataset}", result)
 
 
 if __name__ == "__main__":

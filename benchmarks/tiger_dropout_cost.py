@@ -12,75 +12,33 @@ records the share of the step taken by the largest operators (e.g. ``aten::berno
 Writes ``results/tiger_dropout_cost_<dataset>.json``.
 """
 
-import argparse
-import json
+import itertools
 import os
 import statistics
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from step_timing import parse_step_args, step_parser, timed_steps, train_step, training_data, write_result
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="amazon-beauty")
-    parser.add_argument("--data_path", default=None, help="default: the plugin's shipped copy or RecBole's")
-    parser.add_argument("--batches", type=int, default=8, help="timed batches per model (after one warm-up)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = step_parser(__doc__, default_batches=8)
     parser.add_argument("--semantic_id_cache_dir", default=None, help="default: the config's")
     parser.add_argument("--profile", action="store_true", help="also record the operators' shares of a step")
-    args = parser.parse_args()
-    if args.batches < 1 or args.threads < 1:
-        parser.error("--batches and --threads must be at least 1")
+    args = parse_step_args(parser)
 
     import torch
-    from recbole.config import Config
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
 
     from recbole_lamia import TIGER
 
-    torch.set_num_threads(args.threads)
-    config_dict = {"show_progress": False, "state": "WARNING", "use_gpu": False}
-    if args.data_path:
-        config_dict["data_path"] = args.data_path
-    if args.semantic_id_cache_dir:
-        config_dict["semantic_id_cache_dir"] = os.path.abspath(args.semantic_id_cache_dir)
-    config = Config(model="TIGER", dataset=args.dataset, config_dict=config_dict)
-    init_seed(config["seed"], True)
-    train_data, _, _ = data_preparation(config, create_dataset(config))
+    cache_dir = os.path.abspath(args.semantic_id_cache_dir) if args.semantic_id_cache_dir else None
+    config, train_data = training_data("TIGER", args, semantic_id_cache_dir=cache_dir)
     models = {}
     for name, fast in (("torch", False), ("fast", True)):
         config["fast_dropout"] = fast
         models[name] = TIGER(config, train_data.dataset)
     models["fast"].load_state_dict(models["torch"].state_dict())
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=config["learning_rate"]) for name, m in models.items()}
-
-    def step(name, batch):
-        models[name].train()
-        optimizers[name].zero_grad()
-        loss = models[name].calculate_loss(batch)
-        loss.backward()
-        optimizers[name].step()
-        return loss.item()
-
-    seconds = {name: [] for name in models}
-    losses = {name: [] for name in models}
-    batches = []  # a warm-up, the timed ones, and two for the profile
-    for batch in train_data:
-        if len(batches) == args.batches + 1 + (2 if args.profile else 0):
-            break
-        batches.append(batch)
-    for index, batch in enumerate(batches[:args.batches + 1]):
-        order = list(models) if index % 2 == 0 else list(models)[::-1]
-        for name in order:
-            torch.manual_seed(index)
-            start = time.perf_counter()
-            loss = step(name, batch)
-            if index > 0:
-                seconds[name].append(round(time.perf_counter() - start, 3))
-                losses[name].append(loss)
-        print(f"batch {index}: " + ", ".join(f"{name} {sum(seconds[name]):.1f} s" for name in models), flush=True)
+    # A warm-up, the timed ones, and two for the profile.
+    batches = list(itertools.islice(train_data, args.batches + 1 + (2 if args.profile else 0)))
+    seconds, losses = timed_steps(models, batches[:args.batches + 1], config["learning_rate"], swap_order=True)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     ratios = [a / b for a, b in zip(seconds["torch"], seconds["fast"])]
     result = {
@@ -90,27 +48,23 @@ def main():
         "median_seconds_per_step": median, "speedup_of_medians": round(median["torch"] / median["fast"], 3),
         "per_batch_speedup": {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
                               "max": round(max(ratios), 3)},
-        "mean_loss": {name: round(sum(v) / len(v), 4) for name, v in losses.items()},
+        "mean_loss": {name: round(sum(v[1:]) / len(v[1:]), 4) for name, v in losses.items()},
         "epoch_minutes_extrapolated": {name: round(m * len(train_data) / 60, 1) for name, m in median.items()},
     }
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
         result["profile_shares"] = {}
-        for name in models:
+        for name, model in models.items():
+            optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for batch in batches[-2:]:
-                    step(name, batch)
+                    train_step(model, optimizer, batch)
             events = prof.key_averages()
             total = sum(e.self_cpu_time_total for e in events)
             top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
             result["profile_shares"][name] = {e.key: round(e.self_cpu_time_total / total, 3) for e in top}
-    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
-    out = os.path.join(ROOT, "results", f"tiger_dropout_cost_{args.dataset}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-    print(json.dumps(result, indent=2))
-    print(f"written: {out}")
+    write_result(f"tiger_dropout_cost_{args.dataset}", result)
 
 
 if __name__ == "__main__":
