@@ -21,7 +21,7 @@ from recbole_lamia.data.item_text import ItemTextBuilder
 from recbole_lamia.quantizer import QUANTIZER_REGISTRY, get_quantizer_class, resolve_collisions
 from recbole_lamia.quantizer.base import collision_rate
 from recbole_lamia.tokenizer.item_embedder import CONTRASTIVE_NEGATIVES, PaletteEmbedder, SentenceEmbedder
-from recbole_lamia.tokenizer.text_encoder import resolve_encoder_path
+from recbole_lamia.tokenizer.text_encoder import hub_snapshot_folder, resolve_encoder_path
 from recbole_lamia.utils.errors import UserInputError
 
 # Every config key the tokenizer reads, with its default (also used to spot typos in user config).
@@ -155,24 +155,13 @@ def _file_digest(path, size, mtime_ns, ctime_ns, inode):
     return digest.hexdigest()
 
 
-def _hub_snapshot_folder(name, hub_cache_dir=None):
-    """The local Hugging Face cache folder of the snapshot ``name`` resolves to now, or None (not cached)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(name, "config.json", cache_dir=hub_cache_dir)
-    except ValueError:  # not a repository id (e.g. a folder that does not exist)
-        return None
-    return os.path.dirname(found) if isinstance(found, str) else None
-
-
 def _encoder_identity(name_or_path, hub_cache_dir=None):
     """What identifies the encoder in the cache key: its name and a digest of each file that decides its output
     (new weights in the same folder give new semantic IDs). A Hugging Face cache name is read from the snapshot
     it resolves to now, so a newer download of the same name does not reuse IDs built with the old one."""
     path = resolve_encoder_path(name_or_path)
     if not os.path.isdir(path):
-        path = _hub_snapshot_folder(path, hub_cache_dir) or path
+        path = hub_snapshot_folder(path, hub_cache_dir) or path
     files = sorted({f for pattern in _ENCODER_FILE_PATTERNS for f in glob.glob(os.path.join(path, pattern))})
     identity = {"encoder": name_or_path}
     for file in files:

@@ -192,6 +192,17 @@ def resolve_encoder_path(name_or_path):
     return os.path.expanduser(name_or_path)
 
 
+def hub_snapshot_folder(name, hub_cache_dir=None):
+    """The local Hugging Face cache folder of the snapshot ``name`` resolves to now, or None (not cached)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json", cache_dir=hub_cache_dir)
+    except ValueError:  # not a repository id (e.g. a folder that does not exist)
+        return None
+    return os.path.dirname(found) if isinstance(found, str) else None
+
+
 def check_text_encoder(name_or_path, allow_download=False):
     """Raise ``UserInputError`` (one line) when the encoder cannot be loaded offline; reads only its config
     (for a split-zip encoder: checks that its parts are installed)."""
