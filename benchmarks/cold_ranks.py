@@ -63,8 +63,8 @@ def main():
     import numpy as np
     import torch
 
-    from recbole_lamia.leaderboard.child import write_json_atomic
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
+    from recbole_lamia.utils.files import write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)

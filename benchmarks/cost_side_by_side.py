@@ -118,6 +118,7 @@ def main():
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--set", action="append", default=[], help="key=value (YAML value) override for all stages")
     args = parser.parse_args()
+    from recbole_lamia.utils.files import write_json_atomic
     from recbole_lamia.utils.overrides import parse_overrides
 
     overrides = parse_overrides(args.set)
@@ -137,10 +138,8 @@ def main():
         row = json.loads(lines[-1][7:]) if lines else {"stage": stage, "error": proc.stderr[-2000:]}
         rows.append(row)
         print(json.dumps(row)[:600], flush=True)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump({"dataset": args.dataset, "overrides": overrides, "cpu_count": os.cpu_count(),
-                       "max_batches": args.max_batches, "rows": rows}, f, indent=1)
+        write_json_atomic(out, {"dataset": args.dataset, "overrides": overrides, "cpu_count": os.cpu_count(),
+                                "max_batches": args.max_batches, "rows": rows})  # after every stage: nothing lost
     print(f"wrote {out}")
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from recbole_lamia.model.sequential_recommender.lamia import LAMIA
+from recbole_lamia.utils.files import write_json_atomic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,9 +94,7 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = os.path.join(ROOT, "results", "full_sort_scoring.json")
-    with open(out + ".tmp", "w") as f:
-        json.dump({"args": vars(args), "torch_threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(out, {"args": vars(args), "torch_threads": torch.get_num_threads(), "rows": rows})
     print(f"written {out}")
 
 

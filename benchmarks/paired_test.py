@@ -60,8 +60,8 @@ def main():
     import numpy as np
     import torch
 
-    from recbole_lamia.leaderboard.child import write_json_atomic
     from recbole_lamia.leaderboard.significance import paired_comparison, per_user_metrics
+    from recbole_lamia.utils.files import write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)

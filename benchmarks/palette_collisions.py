@@ -43,6 +43,7 @@ def main():
     from recbole_lamia.quantizer import get_quantizer_class
     from recbole_lamia.quantizer.base import mean_level_nmi
     from recbole_lamia.tokenizer.item_tokenizer import ItemTokenizer, tokenizer_params
+    from recbole_lamia.utils.files import write_json_atomic
     from recbole_lamia.utils.overrides import parse_overrides
 
     config_dict = parse_overrides(args.set)
@@ -69,9 +70,7 @@ def main():
     }
     print(json.dumps(summary, indent=1, ensure_ascii=False))
     out = os.path.join(ROOT, "results", f"palette_collisions_{args.dataset}.json")
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1, ensure_ascii=False)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(out, summary, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ def main(argv=None):
     parser.add_argument("--output_dir", default=os.path.join(ROOT, "results"))
     parser.add_argument("--name", default="rqvae_beauty", help="output file stem")
     args = parser.parse_args(argv)
+    from recbole_lamia.utils.files import write_json_atomic
 
     start, load_before = time.time(), os.getloadavg()
     config, dataset = build_dataset(args)
@@ -122,10 +123,8 @@ def main(argv=None):
     # Timings on a shared machine mean little without the load they were measured under.
     result["machine"] = {"cpu_count": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
                          "load_average_after": [round(x, 2) for x in os.getloadavg()]}
-    os.makedirs(args.output_dir, exist_ok=True)
     json_path = os.path.join(args.output_dir, f"{args.name}.json")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
+    write_json_atomic(json_path, result, indent=2)
     if result["history"]:
         plot_history(result["history"], os.path.join(args.output_dir, f"{args.name}_loss.png"))
     shown = {k: v for k, v in result.items() if k != "history"}

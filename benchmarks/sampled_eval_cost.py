@@ -91,6 +91,7 @@ def main():
     from recbole.trainer import Trainer
     from recbole.utils import get_model, init_seed
 
+    from recbole_lamia.utils.files import write_json_atomic
     from recbole_lamia.utils.overrides import parse_overrides
 
     if args.threads:
@@ -135,11 +136,9 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
     out = os.path.join(ROOT, "results", "sampled_eval_cost.json")
-    with open(out + ".tmp", "w") as f:
-        json.dump({"dataset": args.dataset, "args": vars(args), "overrides": overrides,
-                   "torch_threads": torch.get_num_threads(), "train_seconds": round(train_seconds, 1),
-                   "rows": rows}, f, indent=1)
-    os.replace(out + ".tmp", out)
+    write_json_atomic(out, {"dataset": args.dataset, "args": vars(args), "overrides": overrides,
+                            "torch_threads": torch.get_num_threads(), "train_seconds": round(train_seconds, 1),
+                            "rows": rows})
     print(f"written {out}")
 
 

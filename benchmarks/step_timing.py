@@ -89,9 +89,9 @@ def timed_steps(models, batches, learning_rate, swap_order=False):
 
 def write_result(name, result):
     """Write ``result`` to ``results/<name>.json`` and print it."""
-    os.makedirs(os.path.join(ROOT, "results"), exist_ok=True)
+    from recbole_lamia.utils.files import write_json_atomic
+
     out = os.path.join(ROOT, "results", f"{name}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
+    write_json_atomic(out, result, indent=2)
     print(json.dumps(result, indent=2))
     print(f"written: {out}")

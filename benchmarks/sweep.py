@@ -68,6 +68,7 @@ def main():
     parser.add_argument("--output_suffix", default="", help="appended to the results file name")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from recbole_lamia.utils.files import write_json_atomic
     from recbole_lamia.utils.overrides import parse_overrides, parse_value
 
     if args.child:
@@ -98,12 +99,8 @@ def main():
                **(json.loads(lines[-1][7:]) if lines else {"error": proc.stderr[-1500:]})}
         rows = [r for r in rows if r.get(args.key) != value] + [row]
         print(json.dumps(row), flush=True)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out + ".tmp", "w") as f:
-            json.dump({"model": args.model, "dataset": args.dataset, "key": args.key, "overrides": base,
-                       "threads": args.threads,
-                       "selection": "best valid ndcg@10", "rows": rows}, f, indent=1)
-        os.replace(out + ".tmp", out)
+        write_json_atomic(out, {"model": args.model, "dataset": args.dataset, "key": args.key, "overrides": base,
+                                "threads": args.threads, "selection": "best valid ndcg@10", "rows": rows})
     done = [r for r in rows if "best_valid" in r]
     if done:
         best = max(done, key=lambda r: r["best_valid"].get("ndcg@10", -1))

@@ -49,6 +49,7 @@ def main():
     from recbole.data import create_dataset
 
     import recbole_lamia  # noqa: F401  (registers LAMIA and its dataset)
+    from recbole_lamia.utils.files import write_json_atomic
     from recbole_lamia.utils.overrides import parse_overrides, parse_pairs
 
     if args.threads:
@@ -70,10 +71,8 @@ def main():
                **summarise(dataset.semantic_id_report)}
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "tuning_history"}), flush=True)
-        with open(out_path + ".tmp", "w", encoding="utf-8") as f:  # after every variant: nothing lost
-            json.dump({"dataset": args.dataset, "shared": shared, "threads": args.threads, "variants": results},
-                      f, indent=1)
-        os.replace(out_path + ".tmp", out_path)
+        write_json_atomic(out_path, {"dataset": args.dataset, "shared": shared, "threads": args.threads,
+                                     "variants": results})  # after every variant: nothing lost
 
 
 if __name__ == "__main__":

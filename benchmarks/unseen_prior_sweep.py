@@ -45,6 +45,7 @@ def main(argv=None):
     import torch
 
     from recbole_lamia.leaderboard.ranks import load_phase, target_ranks
+    from recbole_lamia.utils.files import write_json_atomic
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,8 +75,7 @@ def main(argv=None):
     name = args.name or os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(args.run_dir)))))
     out = os.path.join(args.output_dir, f"unseen_prior_sweep_{name}.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    write_json_atomic(out, result)
     print(f"chosen on valid NDCG@10: unseen_item_count {best['unseen_item_count']:g}; written {out}")
     return result
 

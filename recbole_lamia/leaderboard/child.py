@@ -16,15 +16,10 @@ import sys
 import time
 import traceback
 
+from recbole_lamia.utils.files import write_json_atomic
+
 FINISHED = ("early_stopped", "budget", "max_epochs")
 PROGRESS_PREFIX = "[leaderboard]"
-
-
-def write_json_atomic(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def peak_rss_gb():

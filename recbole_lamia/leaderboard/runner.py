@@ -49,11 +49,12 @@ import subprocess
 import sys
 import time
 
-from recbole_lamia.leaderboard.child import FINISHED, PROGRESS_PREFIX, clean_argv, run_phase_safely, write_json_atomic
+from recbole_lamia.leaderboard.child import FINISHED, PROGRESS_PREFIX, clean_argv, run_phase_safely
 from recbole_lamia.leaderboard.report import read_rows, to_float, upsert_row, write_outputs
 from recbole_lamia.leaderboard.rows import DEFAULT_ROWS, ROWS, resolve_rows
 from recbole_lamia.leaderboard.trainer import format_seconds
 from recbole_lamia.utils import registration
+from recbole_lamia.utils.files import write_json_atomic
 from recbole_lamia.utils.overrides import parse_overrides
 
 # Keys that may change between an interrupted attempt and its continuation.
