@@ -544,3 +544,48 @@ def test_sigterm_stops_the_leaderboard_as_ctrl_c_does():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _bert4rec_trainer(config, run_dir, **setup):
+    """A leaderboard trainer of BERT4Rec on the tiny data, built from the seed as the child process builds it."""
+    from recbole.utils import get_model, get_trainer
+
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    model = get_model(config["model"])(config, train.dataset).to(config["device"])
+    trainer = lb_trainer.leaderboard_trainer(get_trainer(config["MODEL_TYPE"], config["model"]))(config, model)
+    trainer.setup_leaderboard(str(run_dir), progress=None, **setup)
+    return trainer, train, valid
+
+
+def test_a_run_stopped_inside_an_epoch_continues_as_if_never_stopped(tiny_data_path, tiny_bert_path, tmp_path):
+    """A mid-epoch resume point (``EpochBatches``) replays the epoch's shuffle, drops the batches already trained
+    on and restores that boundary's random states: BERT4Rec (random masks drawn per batch, dropout) ends with the
+    same weights and validation score as the run that never stopped."""
+    import pytest
+
+    config = Config(model="BERT4Rec", dataset=TINY_DATASET,
+                    config_dict=tiny_config(tiny_data_path, tiny_bert_path, tmp_path, epochs=2, train_batch_size=32))
+    trainer, train, valid = _bert4rec_trainer(config, tmp_path / "straight", save_every_seconds=None)
+    assert len(train) >= 5
+    trainer.fit(train, valid, saved=True)
+    straight = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+    straight_score = trainer.best_valid_score
+
+    run_dir = tmp_path / "stopped"  # a resume point at every batch boundary, stopped after 3 batches of epoch 2
+    trainer, train, valid = _bert4rec_trainer(config, run_dir, save_every_seconds=0, interrupt_after_batches=(1, 3))
+    with pytest.raises(lb_trainer.SimulatedInterruption):
+        trainer.fit(train, valid, saved=True)
+    trainer, train, valid = _bert4rec_trainer(config, run_dir, save_every_seconds=None)
+    assert trainer.resume() == 1
+    assert trainer.partial_epoch["batches"] == 3 and trainer.partial_epoch["epoch"] == 1
+    partial_seconds = trainer.partial_epoch["seconds"]
+    trainer.fit(train, valid, saved=True)
+    resumed = trainer.model.state_dict()
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert trainer.best_valid_score == straight_score
+    assert trainer.epochs_done == 2 and len(trainer.epoch_seconds) == 2
+    assert trainer.epoch_seconds[1] >= partial_seconds  # the epoch's time before the stop is counted
+    # The epoch-end point that follows replaces the mid-epoch one.
+    trainer, _, _ = _bert4rec_trainer(config, run_dir)
+    assert trainer.resume() == 2 and trainer.partial_epoch is None

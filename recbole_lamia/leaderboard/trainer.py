@@ -11,7 +11,9 @@ model-specific ``_train_epoch`` overrides still apply. Its ``fit`` is RecBole's 
   ``Trainer.resume_checkpoint``; ``best.pth`` keeps the best-validation weights for the test evaluation.
 * a budget in seconds of training (+ validation) time, summed over resumed segments: training stops after
   an epoch when the next one would not finish within it (at least one epoch always runs);
-* ``stop_reason``: ``early_stopped`` (validation patience), ``budget`` or ``max_epochs``.
+* ``stop_reason``: ``early_stopped`` (validation patience), ``budget`` or ``max_epochs``;
+* a mid-epoch resume point in ``last.pth`` every ``save_every_seconds`` (10 minutes by default) of a long epoch
+  (``EpochBatches``), so that a stopped session loses at most that much of a TIGER epoch (about 30 CPU minutes).
 """
 
 import math
@@ -30,9 +32,14 @@ from recbole_lamia.utils.checkpoint import (
     set_rng_state,
 )
 
+# A mid-epoch resume point costs one checkpoint write (tens of MB for TIGER): often enough to lose little when a
+# session stops, rarely enough to cost nothing measurable.
+SAVE_EVERY_SECONDS = 600.0
+
 
 class SimulatedInterruption(RuntimeError):
-    """Raised (in-process) after ``interrupt_after_epoch`` to simulate a crash; tests use it."""
+    """Raised (in-process) after ``interrupt_after_epoch`` or ``interrupt_after_batches`` to simulate a crash;
+    tests use it."""
 
 
 def format_seconds(seconds):
@@ -46,7 +53,8 @@ class LeaderboardTrainerMixin:
     """Mixed in before a RecBole trainer class; call ``setup_leaderboard`` right after construction."""
 
     def setup_leaderboard(self, run_dir, budget_seconds=None, progress=print, label="", fingerprint="",
-                          interrupt_after_epoch=None, hard_interrupt=False, accepted_fingerprints=None):
+                          interrupt_after_epoch=None, hard_interrupt=False, accepted_fingerprints=None,
+                          save_every_seconds=SAVE_EVERY_SECONDS, interrupt_after_batches=None):
         os.makedirs(run_dir, exist_ok=True)
         self.saved_model_file = os.path.join(run_dir, "best.pth")
         self.last_file = os.path.join(run_dir, "last.pth")
@@ -58,6 +66,10 @@ class LeaderboardTrainerMixin:
         self.accepted_fingerprints = {fingerprint, *(accepted_fingerprints or ())}
         self.interrupt_after_epoch = interrupt_after_epoch
         self.hard_interrupt = hard_interrupt
+        self.save_every_seconds = save_every_seconds  # None: resume points only after whole epochs
+        self.interrupt_after_batches = interrupt_after_batches  # (epoch index, batches trained): tests
+        self.partial_epoch = None  # from a mid-epoch resume point: {"epoch", "batches", "seconds"}
+        self.pending_batch_rng = None  # the random states at that point's batch boundary
         self.train_seconds = 0.0
         self.epoch_seconds = []  # training pass only
         self.valid_seconds = []
@@ -67,10 +79,14 @@ class LeaderboardTrainerMixin:
         self.resumed_from_epoch = None
 
     # ----- resume point -----
-    def save_resume_point(self, epoch_idx):
+    def save_resume_point(self, epoch_idx, partial_epoch=None, train_loader_state=None):
+        """``last.pth`` after epoch ``epoch_idx``; with ``partial_epoch``, also the batches of the next epoch
+        trained so far, and ``train_loader_state`` the loader's generator as that epoch began."""
         state = checkpoint_state(self, epoch_idx)  # RecBole's fields, RNG states; safe to load
-        if getattr(self, "train_generator", None) is not None:  # the training loader's shuffling
-            state["rng"]["train_loader"] = self.train_generator.get_state()
+        if train_loader_state is None and getattr(self, "train_generator", None) is not None:
+            train_loader_state = self.train_generator.get_state()
+        if train_loader_state is not None:  # the training loader's shuffling
+            state["rng"]["train_loader"] = train_loader_state
         state["leaderboard"] = plain_value({
             "fingerprint": self.fingerprint,
             "best_valid_result": self.best_valid_result,
@@ -79,8 +95,15 @@ class LeaderboardTrainerMixin:
             "epoch_seconds": self.epoch_seconds,
             "valid_seconds": self.valid_seconds,
             "stop_reason": self.stop_reason,
+            "partial_epoch": partial_epoch,
         })
         save_checkpoint(state, self.last_file)
+
+    def save_mid_epoch_point(self, epoch_idx, batches, seconds, train_loader_state):
+        """A resume point inside epoch ``epoch_idx``, after its first ``batches`` optimizer steps (``seconds`` of
+        training); the loader replays the epoch from ``train_loader_state``."""
+        self.save_resume_point(epoch_idx - 1, train_loader_state=train_loader_state,
+                               partial_epoch={"epoch": epoch_idx, "batches": batches, "seconds": seconds})
 
     def resume(self):
         """Continue from ``last.pth`` if it exists and was written with the same configuration.
@@ -108,10 +131,17 @@ class LeaderboardTrainerMixin:
         self.epoch_seconds = list(extra.get("epoch_seconds") or [])
         self.valid_seconds = list(extra.get("valid_seconds") or [])
         self.stop_reason = extra.get("stop_reason")
-        set_rng_state(state.get("rng"))
+        self.partial_epoch = extra.get("partial_epoch")
+        if self.partial_epoch:  # restored after the epoch's finished batches are drawn again (EpochBatches)
+            self.pending_batch_rng = state.get("rng")
+        else:
+            set_rng_state(state.get("rng"))
         self.pending_train_generator_state = (state.get("rng") or {}).get("train_loader")  # set in fit
         self.epochs_done = self.start_epoch
         self.resumed_from_epoch = self.start_epoch
+        if self.partial_epoch:
+            self.progress(f"{self.label}: resuming inside epoch {self.start_epoch + 1}, after "
+                          f"{self.partial_epoch['batches']} of its batches")
         return self.start_epoch
 
     # ----- training loop -----
@@ -134,8 +164,13 @@ class LeaderboardTrainerMixin:
             if self.budget_seconds is not None and self.train_seconds >= self.budget_seconds:
                 self.stop_reason = "budget"
                 break
-            start = time.time()
-            train_loss = self._train_epoch(train_data, epoch_idx, show_progress=show_progress)
+            partial = self.partial_epoch if (self.partial_epoch or {}).get("epoch") == epoch_idx else None
+            self.partial_epoch = None
+            start = time.time() - (partial["seconds"] if partial else 0.0)  # the epoch's earlier segment counts
+            batches = train_data
+            if saved and self.config["single_spec"]:  # one process: DistributedSampler epochs are not replayed
+                batches = EpochBatches(self, train_data, epoch_idx, start, skip=partial["batches"] if partial else 0)
+            train_loss = self._train_epoch(batches, epoch_idx, show_progress=show_progress)
             self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
             trained = time.time()
             self.epoch_seconds.append(trained - start)
@@ -192,6 +227,58 @@ class LeaderboardTrainerMixin:
         if self.stop_reason is None:
             self.stop_reason = "max_epochs"
         return self.best_valid_score, self.best_valid_result
+
+
+class EpochBatches:
+    """One epoch of the training loader, as ``_train_epoch`` iterates it, with mid-epoch resume points.
+
+    Between two batches (after one optimizer step, before the next batch is drawn) it writes a resume point when
+    ``save_every_seconds`` have passed since the last. Continued from such a point, it draws the epoch again from
+    the loader state the epoch began with, drops the batches already trained on, then restores the random states
+    of that boundary: the run goes on as if it had not stopped. (RecBole's ``_train_epoch`` keeps the epoch's loss
+    sum to itself, so the logged loss of a resumed epoch covers only its batches after the resume.)
+    Everything else, ``len`` included, is the loader's.
+    """
+
+    def __init__(self, trainer, loader, epoch_idx, started, skip=0):
+        self.trainer = trainer
+        self.loader = loader
+        self.epoch_idx = epoch_idx
+        self.started = started
+        self.skip = skip
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        if name == "loader":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        trainer = self.trainer
+        epoch_start_state = self.loader.generator.get_state()
+        batches = iter(self.loader)
+        for _ in range(self.skip):
+            next(batches)
+        if self.skip and trainer.pending_batch_rng is not None:
+            set_rng_state(trainer.pending_batch_rng)
+        trainer.pending_batch_rng = None
+        done, last_save = self.skip, time.time()
+        while True:
+            if (done > self.skip and trainer.save_every_seconds is not None
+                    and time.time() - last_save >= trainer.save_every_seconds):
+                trainer.save_mid_epoch_point(self.epoch_idx, done, time.time() - self.started, epoch_start_state)
+                last_save = time.time()
+            if trainer.interrupt_after_batches == (self.epoch_idx, done) and done > self.skip:
+                raise SimulatedInterruption(f"simulated interruption after {done} batches of epoch "
+                                            f"{self.epoch_idx + 1}")
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch
+            done += 1
 
 
 def leaderboard_trainer(base):
