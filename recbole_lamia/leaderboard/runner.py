@@ -25,14 +25,15 @@ Options:
   --no_subprocess           run rows in this process (debugging; peak memory is then not per row)
   --list                    print the row table and exit
 
-Each row and phase runs in its own process (``child.py``). The CSV, markdown and plot are rewritten after
-every row. Finished rows (status ``early_stopped``, ``max_epochs`` or ``budget``) are kept and skipped on the
-next run; a row that failed or was interrupted is run again and continues from its last saved epoch
-(``<checkpoint_dir>/<dataset>/<row>/<phase>/last.pth``, through RecBole's ``Trainer.resume_checkpoint``; inside
-an epoch that runs longer than 10 minutes, from its last 10-minute point, ``trainer.EpochBatches``), provided
-it was written with the same configuration (``epochs``, ``stopping_step`` and the budget may change). Ctrl-C or SIGTERM stops the running row's process too, and writes the table. Config precedence: the
-plugin's ``properties/`` YAML < ``--config_files`` < the shared settings (``shared_config``: seed, metrics, ...)
-< ``--set`` < the row's overrides < ``--set ROW:...``.
+Each row and phase runs in its own process (``child.py``). The CSV, markdown and plot are rewritten after every row.
+Finished rows (status ``early_stopped``, ``max_epochs`` or ``budget``) are kept and skipped on the next run; a row
+that failed or was interrupted is run again and continues from its last saved epoch
+(``<checkpoint_dir>/<dataset>/<row>/<phase>/last.pth``, through RecBole's ``Trainer.resume_checkpoint``; inside an
+epoch that runs longer than 10 minutes, from its last 10-minute point, ``trainer.EpochBatches``), provided it was
+written with the same configuration (``epochs``, ``stopping_step`` and the budget may change). Ctrl-C or SIGTERM
+stops the running row's process too, and writes the table. Config precedence: the plugin's ``properties/`` YAML <
+``--config_files`` < the shared settings (``shared_config``: seed, metrics, ...) < ``--set`` < the row's overrides <
+``--set ROW:...``.
 """
 
 import argparse
