@@ -134,14 +134,13 @@ class LeaderboardTrainerMixin:
         self.partial_epoch = extra.get("partial_epoch")
         if self.partial_epoch:  # restored after the epoch's finished batches are drawn again (EpochBatches)
             self.pending_batch_rng = state.get("rng")
+            self.progress(f"{self.label}: resuming inside epoch {self.start_epoch + 1}, after "
+                          f"{self.partial_epoch['batches']} of its batches")
         else:
             set_rng_state(state.get("rng"))
         self.pending_train_generator_state = (state.get("rng") or {}).get("train_loader")  # set in fit
         self.epochs_done = self.start_epoch
         self.resumed_from_epoch = self.start_epoch
-        if self.partial_epoch:
-            self.progress(f"{self.label}: resuming inside epoch {self.start_epoch + 1}, after "
-                          f"{self.partial_epoch['batches']} of its batches")
         return self.start_epoch
 
     # ----- training loop -----
@@ -169,7 +168,9 @@ class LeaderboardTrainerMixin:
             start = time.time() - (partial["seconds"] if partial else 0.0)  # the epoch's earlier segment counts
             batches = train_data
             if saved and self.config["single_spec"]:  # one process: DistributedSampler epochs are not replayed
-                batches = EpochBatches(self, train_data, epoch_idx, start, skip=partial["batches"] if partial else 0)
+                batches = EpochBatches(self, train_data, epoch_idx, start, skip=partial["batches"] if partial else 0,
+                                       rng_after_skip=self.pending_batch_rng if partial else None)
+            self.pending_batch_rng = None
             train_loss = self._train_epoch(batches, epoch_idx, show_progress=show_progress)
             self.train_loss_dict[epoch_idx] = sum(train_loss) if isinstance(train_loss, tuple) else train_loss
             trained = time.time()
@@ -240,12 +241,13 @@ class EpochBatches:
     Everything else, ``len`` included, is the loader's.
     """
 
-    def __init__(self, trainer, loader, epoch_idx, started, skip=0):
+    def __init__(self, trainer, loader, epoch_idx, started, skip=0, rng_after_skip=None):
         self.trainer = trainer
         self.loader = loader
         self.epoch_idx = epoch_idx
         self.started = started
         self.skip = skip
+        self.rng_after_skip = rng_after_skip  # the random states at the boundary after ``skip`` batches
 
     def __len__(self):
         return len(self.loader)
@@ -261,9 +263,8 @@ class EpochBatches:
         batches = iter(self.loader)
         for _ in range(self.skip):
             next(batches)
-        if self.skip and trainer.pending_batch_rng is not None:
-            set_rng_state(trainer.pending_batch_rng)
-        trainer.pending_batch_rng = None
+        if self.rng_after_skip is not None:
+            set_rng_state(self.rng_after_skip)
         done, last_save = self.skip, time.time()
         while True:
             if (done > self.skip and trainer.save_every_seconds is not None

@@ -1,24 +1,17 @@
 """Result files written whole or not at all."""
 
 import json
-import os
+
+from recbole_lamia.data.cache import atomic_write
 
 
 def write_json_atomic(path, data, indent=1, **dump_kwargs):
-    """Write ``data`` as JSON to ``path`` through a temporary file beside it and ``os.replace``.
+    """Write ``data`` as JSON to ``path`` with ``atomic_write`` (a temporary file beside it, then a rename).
 
-    A reader never sees half a file, and a failure while serialising leaves the previous file as it was (the
-    temporary file is removed). Missing parent folders are created. Values JSON cannot hold are written with
-    ``str`` unless ``default`` is given.
+    The JSON is built before anything is written, so a value that cannot be serialised leaves the previous file as
+    it was. Missing parent folders are created. Values JSON cannot hold are written with ``str`` unless
+    ``default`` is given.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     dump_kwargs.setdefault("default", str)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=indent, **dump_kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    text = json.dumps(data, indent=indent, **dump_kwargs)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
